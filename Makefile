@@ -1,0 +1,70 @@
+# vk-titus: build, local stack and tests. GNU make.
+#
+#   make build       bin/vk-titus, bin/legacy-agent (add a binary: append to BINS)
+#   make up          start the local stack (AGENTS=1 by default; VK_TITUS=0 skips vk-titus)
+#   make down        stop it (state under .local/ is kept; `make clean` removes it)
+#   make demo        scripts/demo.sh
+#   make test        test-unit, then test-e2e
+#   make test-unit   go test of every package but ./integration/... (fuzz seed corpora included)
+#   make test-e2e    make up; go test ./integration/...; make down (always)
+#   make bench       benchmarks (placeholder)
+#   make clean       make down, then remove bin/ and .local/
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+GO ?= go
+BINS := vk-titus legacy-agent
+AGENTS ?= 1
+E2E_TIMEOUT ?= 40m
+export AGENTS
+
+.PHONY: build up down demo test test-unit test-e2e bench clean FORCE
+
+build: $(addprefix bin/,$(BINS))
+
+# Always handed to go build: its cache decides what is stale.
+bin/%: FORCE
+	$(GO) build -o $@ ./cmd/$*
+
+up:
+	@scripts/stack.sh up
+
+down:
+	@scripts/stack.sh down
+
+demo:
+	@scripts/demo.sh
+
+test:
+	@$(MAKE) --no-print-directory test-unit
+	@$(MAKE) --no-print-directory test-e2e
+
+test-unit:
+	$(GO) test $$($(GO) list ./... | grep -v /integration)
+
+# The stack is always brought down, and the exit code is go test's (or up's).
+# On failure the tails of the component logs are printed, then go test's
+# package result lines once more so that they stay the closing lines.
+test-e2e:
+	@rc=0; out=$$(mktemp); \
+	if scripts/stack.sh up >/dev/null; then \
+	  set -o pipefail; \
+	  $(GO) test -count=1 -timeout $(E2E_TIMEOUT) ./integration/... 2>&1 | tee "$$out" || rc=$$?; \
+	else rc=$$?; echo "test-e2e: make up failed (exit $$rc)" >&2; fi; \
+	if [ $$rc -ne 0 ]; then \
+	  for f in .local/logs/*.log; do [ -f "$$f" ] || continue; \
+	    echo "==== tail -n 50 $$f"; tail -n 50 "$$f"; done; \
+	fi; \
+	scripts/stack.sh down >/dev/null 2>&1 || echo "test-e2e: make down failed" >&2; \
+	if [ $$rc -ne 0 ] && [ -s "$$out" ]; then \
+	  echo "==== go test results (repeated)"; grep -E '^(ok|FAIL|---|\?|panic:)' "$$out" || true; \
+	fi; \
+	rm -f "$$out"; exit $$rc
+
+bench:
+	@echo "bench: no benchmarks yet"
+
+clean:
+	-@scripts/stack.sh down
+	rm -rf bin .local

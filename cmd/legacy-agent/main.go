@@ -1,0 +1,47 @@
+// Command legacy-agent runs the reference Mesos-style agent of package
+// legacy/agent: the Mesos v1 agent operator API at POST /api/v1, with each
+// container's command run as a host process group.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/vk-titus/vk-titus/legacy/agent"
+)
+
+func main() {
+	var cfg agent.Config
+	flag.StringVar(&cfg.Listen, "listen", agent.DefaultListen, "address to serve the operator API on")
+	flag.StringVar(&cfg.WorkDir, "work-dir", "", "directory for sandboxes (DIR/sandboxes/<container-id>); required")
+	flag.StringVar(&cfg.AgentID, "agent-id", "", "agent id reported by GET_AGENT (default: derived from host name and port)")
+	flag.StringVar(&cfg.Hostname, "hostname", "127.0.0.1", "host name reported by GET_AGENT")
+	flag.StringVar(&cfg.Resources, "resources", agent.DefaultResources, "resources in Mesos form, e.g. \"cpus:4;mem:8192;ports:[31000-32000]\"")
+	flag.StringVar(&cfg.Attributes, "attributes", "", "attributes in Mesos form, e.g. \"zone:us-east-1a;instance_type:m5.large\"")
+	flag.StringVar(&cfg.ImageCatalog, "image-catalog", "", "JSON image catalog (default: the embedded catalog.default.json)")
+	logLevel := flag.String("log-level", "info", "log level: trace, debug, info, warn, error")
+	flag.Parse()
+
+	level, err := logrus.ParseLevel(*logLevel)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "legacy-agent:", err)
+		os.Exit(2)
+	}
+	logrus.SetLevel(level)
+	if cfg.WorkDir == "" {
+		fmt.Fprintln(os.Stderr, "legacy-agent: --work-dir is required")
+		os.Exit(2)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := agent.Run(ctx, cfg); err != nil {
+		logrus.WithError(err).Fatal("legacy-agent failed")
+	}
+}

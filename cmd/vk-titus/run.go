@@ -1,0 +1,307 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+	vklog "github.com/virtual-kubelet/virtual-kubelet/log"
+	vklogrus "github.com/virtual-kubelet/virtual-kubelet/log/logrus"
+	"github.com/virtual-kubelet/virtual-kubelet/node"
+	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apiserver/pkg/server/dynamiccertificates"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/vk-titus/vk-titus/legacy/agentclient"
+	"github.com/vk-titus/vk-titus/provider"
+)
+
+// opts are node-cli's flags, same names and meanings.
+type opts struct {
+	kubeconfig       string
+	nodeName         string
+	providerName     string
+	providerConfig   string
+	os               string
+	logLevel         string
+	logFormat        string
+	podSyncWorkers   int
+	fullResync       time.Duration
+	startupTimeout   time.Duration
+	disableTaint     bool
+	taintKey         string
+	taintEffect      string
+	metricsAddr      string
+	enableNodeLease  bool
+	clientVerifyCA   string
+	noVerifyClients  bool
+	listenPort       int
+	tlsCert, tlsKey  string
+	kubeAPIQPS       float32
+	kubeAPIBurst     int
+	nodeIP           string
+	annotatorWorkers int
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func newRunCommand() *cobra.Command {
+	o := &opts{}
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "run the virtual node(s) (the default command)",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer cancel()
+			return run(ctx, o)
+		},
+	}
+	port, _ := strconv.Atoi(envOr("KUBELET_PORT", "10250"))
+	f := cmd.Flags()
+	f.StringVar(&o.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kube config file to use for connecting to the Kubernetes API server")
+	f.StringVar(&o.nodeName, "nodename", "vk-titus", "kubernetes node name (the first agent's node; others get -<index>)")
+	f.StringVar(&o.providerName, "provider", "titus", "cloud provider (only titus)")
+	f.StringVar(&o.providerConfig, "provider-config", "", "provider config file (YAML or JSON): agents, resources, timeouts")
+	f.StringVar(&o.os, "os", "Linux", "operating system the node reports")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	f.IntVar(&o.podSyncWorkers, "pod-sync-workers", 10, "number of pod synchronization workers")
+	f.DurationVar(&o.fullResync, "full-resync-period", time.Minute, "how often to perform a full resync of pods between Kubernetes and the provider")
+	f.DurationVar(&o.startupTimeout, "startup-timeout", 0, "how long to wait for the virtual node to become ready (0: no limit)")
+	f.BoolVar(&o.disableTaint, "disable-taint", false, "disable the virtual-kubelet node taint")
+	f.StringVar(&o.taintKey, "taint", "virtual-kubelet.io/provider", "set node taint key")
+	o.taintEffect = envOr("VKUBELET_TAINT_EFFECT", string(corev1.TaintEffectNoSchedule))
+	f.StringVar(&o.metricsAddr, "metrics-addr", ":10255", "address to listen for metrics (/metrics)")
+	f.BoolVar(&o.enableNodeLease, "enable-node-lease", true, "use node leases (v1) for node heartbeats")
+	f.StringVar(&o.clientVerifyCA, "client-verify-ca", os.Getenv("APISERVER_CA_CERT_LOCATION"), "CA cert to verify clients of the kubelet API")
+	f.BoolVar(&o.noVerifyClients, "no-verify-clients", false, "do not require client certificate validation")
+	f.IntVar(&o.listenPort, "listen-port", port, "port of the kubelet API (one more per additional agent)")
+	f.StringVar(&o.tlsCert, "tls-cert-file", os.Getenv("APISERVER_CERT_LOCATION"), "kubelet API serving certificate")
+	f.StringVar(&o.tlsKey, "tls-private-key-file", os.Getenv("APISERVER_KEY_LOCATION"), "kubelet API serving key")
+	f.Float32Var(&o.kubeAPIQPS, "kube-api-qps", 200, "QPS to use while talking with the Kubernetes API server")
+	f.IntVar(&o.kubeAPIBurst, "kube-api-burst", 400, "burst to use while talking with the Kubernetes API server")
+	f.StringVar(&o.nodeIP, "node-ip", envOr("VKUBELET_POD_IP", "127.0.0.1"), "address the API server reaches this process's kubelet API at")
+	f.IntVar(&o.annotatorWorkers, "annotation-workers", 4, "workers writing the container-info annotation back onto pods")
+	return cmd
+}
+
+func newLogger(o *opts) (*logrus.Logger, error) {
+	logger := logrus.New()
+	lvl, err := logrus.ParseLevel(o.logLevel)
+	if err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	logger.SetLevel(lvl)
+	switch o.logFormat {
+	case "text":
+	case "json":
+		logger.SetFormatter(&logrus.JSONFormatter{})
+	default:
+		return nil, fmt.Errorf("--log-format: %q is not one of text, json", o.logFormat)
+	}
+	return logger, nil
+}
+
+func run(ctx context.Context, o *opts) error {
+	logger, err := newLogger(o)
+	if err != nil {
+		return err
+	}
+	base := logrus.NewEntry(logger)
+	vklog.L = vklogrus.FromLogrus(base)
+	ctx = vklog.WithLogger(ctx, vklog.L)
+	if o.providerName != "titus" {
+		return fmt.Errorf("--provider: %q is not supported (only titus)", o.providerName)
+	}
+	if o.providerConfig == "" {
+		return errors.New("--provider-config is required")
+	}
+	if !o.enableNodeLease {
+		base.Warn("--enable-node-lease=false is ignored: virtual-kubelet's nodeutil always uses v1 leases")
+	}
+	cfg, err := provider.LoadConfig(o.providerConfig)
+	if err != nil {
+		return err
+	}
+	raiseOpenFileLimit(base)
+
+	restCfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
+		&clientcmd.ClientConfigLoadingRules{ExplicitPath: o.kubeconfig}, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return fmt.Errorf("--kubeconfig %q: %w", o.kubeconfig, err)
+	}
+	restCfg.QPS, restCfg.Burst = o.kubeAPIQPS, o.kubeAPIBurst
+	restCfg.UserAgent = "vk-titus/" + version
+	client, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+
+	if o.metricsAddr != "" {
+		go serveMetrics(ctx, o.metricsAddr, base)
+	}
+	annotator := provider.NewAnnotator(client, base)
+	go annotator.Run(ctx, o.annotatorWorkers)
+
+	names := cfg.NodeNames(o.nodeName)
+	errs := make(chan error, len(cfg.Agents))
+	for i, a := range cfg.Agents {
+		n, prov, err := newNode(ctx, o, cfg, client, annotator, a, names[i], o.listenPort+i, base)
+		if err != nil {
+			return fmt.Errorf("node %s (agent %s): %w", names[i], a.Endpoint, err)
+		}
+		go func() { errs <- n.Run(ctx) }()
+		go func(name string) {
+			if err := n.WaitReady(ctx, o.startupTimeout); err != nil {
+				errs <- fmt.Errorf("node %s not ready: %w", name, err)
+				return
+			}
+			base.WithField("node", name).Info("node ready")
+			if err := prov.CleanOrphans(ctx); err != nil {
+				base.WithError(err).WithField("node", name).Warn("orphan cleanup failed")
+			}
+		}(names[i])
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-errs:
+		return err
+	}
+}
+
+func newNode(ctx context.Context, o *opts, cfg *provider.Config, client kubernetes.Interface, annotator *provider.Annotator,
+	agent provider.AgentConfig, name string, port int, base *logrus.Entry) (*nodeutil.Node, *provider.Provider, error) {
+	log := base.WithField("node", name)
+	eb := record.NewBroadcaster()
+	eb.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	recorder := eb.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: name})
+	go func() { <-ctx.Done(); eb.Shutdown() }()
+
+	var prov *provider.Provider
+	newProvider := func(pc nodeutil.ProviderConfig) (nodeutil.Provider, node.NodeProvider, error) {
+		prov = provider.New(provider.Options{
+			NodeName: name, Agent: agent, Config: cfg,
+			Client:   agentclient.New(agent.Endpoint, agentclient.Options{CallTimeout: cfg.Timeouts.AgentCall.Duration}),
+			Recorder: recorder, Pods: pc.Pods, ConfigMaps: pc.ConfigMaps, Secrets: pc.Secrets,
+			Annotate: annotator.Enqueue, Log: log,
+		})
+		prov.Start(ctx)
+		prov.ConfigureNode(pc.Node, o.nodeIP, int32(port), o.os)
+		if !o.disableTaint {
+			pc.Node.Spec.Taints = append(pc.Node.Spec.Taints, corev1.Taint{
+				Key: o.taintKey, Value: o.providerName, Effect: corev1.TaintEffect(o.taintEffect)})
+		}
+		return prov, prov, nil
+	}
+
+	mux := http.NewServeMux()
+	nodeOpts := []nodeutil.NodeOpt{
+		nodeutil.WithClient(client),
+		func(c *nodeutil.NodeConfig) error {
+			c.NumWorkers = o.podSyncWorkers
+			c.InformerResyncPeriod = o.fullResync
+			c.HTTPListenAddr = fmt.Sprintf(":%d", port)
+			c.EventRecorder = recorder
+			return nil
+		},
+		nodeutil.AttachProviderRoutes(mux),
+	}
+	if o.tlsCert != "" && o.tlsKey != "" {
+		tlsOpts := []func(*tls.Config) error{nodeutil.WithKeyPairFromPath(o.tlsCert, o.tlsKey)}
+		if o.clientVerifyCA != "" {
+			pem, err := os.ReadFile(o.clientVerifyCA)
+			if err != nil {
+				return nil, nil, fmt.Errorf("--client-verify-ca: %w", err)
+			}
+			// Verify a certificate when one is presented but let bearer-token
+			// clients through to the webhook authenticator.
+			tlsOpts = append(tlsOpts, nodeutil.WithCACert(pem), func(c *tls.Config) error {
+				c.ClientAuth = tls.VerifyClientCertIfGiven
+				return nil
+			})
+		}
+		nodeOpts = append(nodeOpts, nodeutil.WithTLSConfig(tlsOpts...))
+	} else {
+		log.Warn("no --tls-cert-file/--tls-private-key-file: the kubelet API (logs) is not served")
+	}
+	handler, err := authHandler(o, client, name, mux)
+	if err != nil {
+		return nil, nil, err
+	}
+	nodeOpts = append(nodeOpts, func(c *nodeutil.NodeConfig) error { c.Handler = handler; return nil })
+	n, err := nodeutil.NewNode(name, newProvider, nodeOpts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	return n, prov, nil
+}
+
+// authHandler guards the kubelet API as the kubelet does: x509 client
+// certificates from --client-verify-ca or bearer tokens (TokenReview), then
+// SubjectAccessReview on the node's proxy/log/stats subresources.
+func authHandler(o *opts, client kubernetes.Interface, name string, mux http.Handler) (http.Handler, error) {
+	if o.noVerifyClients {
+		return nodeutil.WithAuth(nodeutil.NoAuth(), mux), nil
+	}
+	auth, err := nodeutil.WebhookAuth(client, name, func(c *nodeutil.WebhookAuthConfig) error {
+		if o.clientVerifyCA == "" {
+			return nil
+		}
+		ca, err := dynamiccertificates.NewDynamicCAContentFromFile("client-ca", o.clientVerifyCA)
+		if err != nil {
+			return fmt.Errorf("--client-verify-ca: %w", err)
+		}
+		c.AuthnConfig.ClientCertificateCAContentProvider = ca
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kubelet API auth: %w", err)
+	}
+	return nodeutil.WithAuth(auth, mux), nil
+}
+
+func serveMetrics(ctx context.Context, addr string, log *logrus.Entry) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(provider.Registry, promhttp.HandlerOpts{}))
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { <-ctx.Done(); srv.Close() }()
+	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.WithError(err).Error("metrics server stopped")
+	}
+}
+
+// raiseOpenFileLimit lifts the soft open-file limit to the hard one: each
+// long-polled container holds a connection.
+func raiseOpenFileLimit(log *logrus.Entry) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return
+	}
+	if lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			log.WithError(err).Warn("could not raise the open-file limit")
+		}
+	}
+}

@@ -1,0 +1,413 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/sirupsen/logrus"
+)
+
+// Version is reported by GET_VERSION.
+const Version = "1.11.0-vk-titus-reference"
+
+// Agent is a Mesos-style agent whose standalone containers are host process
+// groups. It is safe for concurrent use. Create it with New.
+type Agent struct {
+	cfg         Config
+	log         logrus.FieldLogger
+	info        mesos.AgentInfo
+	catalog     *Catalog
+	workDir     string // absolute, symlinks resolved
+	sandboxRoot string // workDir/sandboxes
+	trashRoot   string // workDir/.trash: sandboxes being deleted
+	devNull     *os.File
+	selfUser    string
+	selfUID     string
+	started     time.Time
+
+	mu         sync.Mutex
+	containers map[string]*container
+	byPid      map[int]*container
+	closed     bool
+
+	// launchers hold forkMu for reading from fork until the pid is in byPid;
+	// the reaper takes it for writing before deciding a pid is not ours, so a
+	// child that exits instantly is never mistaken for a stranger's.
+	forkMu  sync.RWMutex
+	spawnSl chan struct{}
+
+	kick       chan struct{}
+	stop       chan struct{}
+	reaperDone chan struct{}
+	closeOnce  sync.Once
+}
+
+type cstate int
+
+const (
+	stateLaunching cstate = iota
+	stateRunning
+	stateTerminated
+)
+
+func (s cstate) String() string {
+	switch s {
+	case stateLaunching:
+		return "launching"
+	case stateRunning:
+		return "running"
+	default:
+		return "terminated"
+	}
+}
+
+type container struct {
+	id        string
+	sandbox   string
+	state     cstate
+	pid       int
+	startedAt time.Time
+
+	// killSignal is the last signal KILL_CONTAINER delivered (0: none).
+	killSignal syscall.Signal
+	// pendingSignal is a KILL that arrived while launching.
+	pendingSignal syscall.Signal
+	shutdownKill  bool
+
+	cpusLimit *float64
+	memLimit  *uint64
+
+	// term is written once, before done is closed; readers that received
+	// from done may read it without the lock.
+	term *termination
+	done chan struct{}
+}
+
+type termination struct {
+	status  *int32
+	state   mesos.TaskState
+	reason  *mesos.TaskStatus_Reason
+	message string
+}
+
+// New validates cfg, prepares the work directory and starts the reaper.
+// Containers of an earlier agent run are not recovered: their sandboxes stay
+// on disk (readable via READ_FILE by absolute path) until a LAUNCH with the
+// same id replaces them.
+func New(cfg Config) (*Agent, error) {
+	if !supported {
+		return nil, errors.New("agent: the reference agent needs Linux (waitid, /proc)")
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	res, err := ParseResources(cfg.Resources)
+	if err != nil {
+		return nil, fmt.Errorf("agent: --resources: %w", err)
+	}
+	attrs, err := ParseAttributes(cfg.Attributes)
+	if err != nil {
+		return nil, fmt.Errorf("agent: --attributes: %w", err)
+	}
+	cat, err := LoadCatalog(cfg.ImageCatalog)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
+		return nil, fmt.Errorf("agent: work dir: %w", err)
+	}
+	workDir, err := filepath.EvalSymlinks(cfg.WorkDir)
+	if err != nil {
+		return nil, fmt.Errorf("agent: work dir: %w", err)
+	}
+	a := &Agent{
+		cfg:         cfg,
+		log:         cfg.Logger,
+		catalog:     cat,
+		workDir:     workDir,
+		sandboxRoot: filepath.Join(workDir, "sandboxes"),
+		trashRoot:   filepath.Join(workDir, ".trash"),
+		started:     time.Now(),
+		containers:  map[string]*container{},
+		byPid:       map[int]*container{},
+		spawnSl:     make(chan struct{}, cfg.MaxConcurrentSpawns),
+		kick:        make(chan struct{}, 1),
+		stop:        make(chan struct{}),
+		reaperDone:  make(chan struct{}),
+	}
+	for _, d := range []string{a.sandboxRoot, a.trashRoot} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+	}
+	// Leftovers of an interrupted REMOVE.
+	if ents, err := os.ReadDir(a.trashRoot); err == nil {
+		for _, e := range ents {
+			_ = os.RemoveAll(filepath.Join(a.trashRoot, e.Name()))
+		}
+	}
+	if u, err := user.Current(); err == nil {
+		a.selfUser, a.selfUID = u.Username, u.Uid
+	}
+	cur, max, err := raiseNofileLimit()
+	if err != nil {
+		a.log.WithError(err).Warn("could not raise RLIMIT_NOFILE")
+	} else {
+		a.log.WithFields(logrus.Fields{"soft": cur, "hard": max}).Debug("RLIMIT_NOFILE")
+	}
+	// One shared /dev/null for every container's stdin.
+	a.devNull, err = os.OpenFile(os.DevNull, os.O_RDONLY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	id := mesos.AgentID{Value: cfg.AgentID}
+	port := cfg.Port
+	a.info = mesos.AgentInfo{
+		Hostname:   cfg.Hostname,
+		Port:       &port,
+		Resources:  res,
+		Attributes: attrs,
+		ID:         &id,
+	}
+	go a.reaper()
+	a.log.WithFields(logrus.Fields{
+		"agent_id": cfg.AgentID, "work_dir": workDir, "hostname": cfg.Hostname, "port": port,
+	}).Info("reference agent ready")
+	return a, nil
+}
+
+// Handler serves the operator API at /api/v1 (and GET /health).
+func (a *Agent) Handler() http.Handler { return http.HandlerFunc(a.serveHTTP) }
+
+// AgentInfo returns what GET_AGENT reports.
+func (a *Agent) AgentInfo() mesos.AgentInfo { return a.info }
+
+// Close kills every container's process group with SIGKILL, waits briefly for
+// the exits to be reaped and stops the reaper. Containers do not survive the
+// agent: a restarted agent starts empty, as a Mesos agent without recovery.
+func (a *Agent) Close() error {
+	a.closeOnce.Do(func() {
+		a.mu.Lock()
+		a.closed = true
+		var waits []chan struct{}
+		for _, c := range a.containers {
+			if c.state == stateRunning {
+				c.shutdownKill = true
+				_ = killGroup(c.pid, syscall.SIGKILL)
+			}
+			if c.state != stateTerminated {
+				waits = append(waits, c.done)
+			}
+		}
+		a.mu.Unlock()
+		deadline := time.After(10 * time.Second)
+	wait:
+		for _, d := range waits {
+			select {
+			case <-d:
+			case <-deadline:
+				a.log.Warn("close: some containers did not exit in time")
+				break wait
+			}
+		}
+		close(a.stop)
+		a.wake()
+		a.devNull.Close()
+	})
+	return nil
+}
+
+// Run listens on cfg.Listen, serves until ctx is done, then closes the agent
+// (killing its containers) and shuts the server down.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Listen == "" {
+		cfg.Listen = DefaultListen
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	if cfg.Port == 0 {
+		cfg.Port = int32(ln.Addr().(*net.TCPAddr).Port)
+	}
+	a, err := New(cfg)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	srv := &http.Server{
+		Handler:           a.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		// No write timeout: WAIT_CONTAINER is a long poll.
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	a.log.WithField("listen", ln.Addr().String()).Info("serving /api/v1")
+	select {
+	case err = <-errc:
+		a.Close()
+		return err
+	case <-ctx.Done():
+	}
+	a.log.Info("shutting down: killing containers")
+	a.Close() // completes pending WAITs, so Shutdown does not hang on them
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
+	return nil
+}
+
+func (a *Agent) wake() {
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
+// reaper is the only place children are waited for: one goroutine (one
+// thread blocked in waitid) for all containers, instead of a goroutine and a
+// pidfd per child.
+func (a *Agent) reaper() {
+	defer close(a.reaperDone)
+	backoff := time.Millisecond
+	for {
+		pid, err := peekExited()
+		if err == syscall.ECHILD {
+			select {
+			case <-a.stop:
+				return
+			case <-a.kick:
+			}
+			continue
+		}
+		if err != nil {
+			a.log.WithError(err).Error("waitid failed")
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		if a.reapOurs(pid, true) {
+			backoff = time.Millisecond
+			continue
+		}
+		// Wait for launches in flight to register their pids, then look again.
+		a.forkMu.Lock()
+		a.forkMu.Unlock() //nolint:staticcheck // used as a barrier
+		if a.reapOurs(pid, true) {
+			continue
+		}
+		// A child started by other code in this process. Leave it to its
+		// owner; until it is reaped waitid keeps returning it, so poll our
+		// own pids meanwhile.
+		a.log.WithField("pid", pid).Debug("exited child is not a container; leaving it to its owner")
+		select {
+		case <-a.stop:
+			return
+		case <-time.After(backoff):
+		}
+		if backoff < 100*time.Millisecond {
+			backoff *= 2
+		}
+		a.scanOurs()
+	}
+}
+
+func (a *Agent) scanOurs() {
+	a.mu.Lock()
+	pids := make([]int, 0, len(a.byPid))
+	for pid := range a.byPid {
+		pids = append(pids, pid)
+	}
+	a.mu.Unlock()
+	for _, pid := range pids {
+		a.reapOurs(pid, false)
+	}
+}
+
+// reapOurs records the exit of pid if it is a container leader that has
+// exited (known: waitid already said so). Everything happens under a.mu so
+// KILL_CONTAINER never signals a reaped (and possibly reused) pid.
+func (a *Agent) reapOurs(pid int, known bool) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c := a.byPid[pid]
+	if c == nil {
+		return false
+	}
+	if !known && !hasExited(pid) {
+		return false
+	}
+	// Like Mesos destroying the container's cgroup once its init process is
+	// gone: kill what is left of the group while the zombie leader still
+	// reserves the group id.
+	_ = killGroup(pid, syscall.SIGKILL)
+	ws, ok := reapPid(pid)
+	if !ok {
+		return false
+	}
+	delete(a.byPid, pid)
+	t := a.terminationFor(c, ws)
+	c.state = stateTerminated
+	c.term = t
+	close(c.done)
+	a.log.WithFields(logrus.Fields{
+		"container": c.id, "pid": pid, "state": t.state.String(), "exit_status": int32(ws),
+	}).Info(t.message)
+	return true
+}
+
+func (a *Agent) terminationFor(c *container, ws syscall.WaitStatus) *termination {
+	raw := int32(ws)
+	t := &termination{status: &raw}
+	var what string
+	switch {
+	case ws.Exited():
+		what = fmt.Sprintf("Command exited with status %d", ws.ExitStatus())
+	case ws.Signaled():
+		what = "Command terminated with signal " + signalName(ws.Signal())
+	default:
+		what = fmt.Sprintf("Command ended with wait status %#x", uint32(ws))
+	}
+	switch {
+	case c.shutdownKill:
+		t.state = mesos.TASK_KILLED
+		r := mesos.REASON_EXECUTOR_TERMINATED
+		t.reason = &r
+		t.message = what + " (killed because the agent is shutting down)"
+	case c.killSignal != 0:
+		t.state = mesos.TASK_KILLED
+		t.message = fmt.Sprintf("%s (after KILL_CONTAINER with %s)", what, signalName(c.killSignal))
+	case ws.Exited() && ws.ExitStatus() == 0:
+		t.state = mesos.TASK_FINISHED
+		t.message = what
+	default:
+		t.state = mesos.TASK_FAILED
+		r := mesos.REASON_COMMAND_EXECUTOR_FAILED
+		t.reason = &r
+		t.message = what
+	}
+	return t
+}
+
+// signalName mirrors strsignal(3), which Mesos uses in its messages.
+func signalName(s syscall.Signal) string {
+	n := s.String()
+	if n == "" {
+		return fmt.Sprintf("signal %d", int(s))
+	}
+	return strings.ToUpper(n[:1]) + n[1:]
+}

@@ -1,0 +1,286 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/vk-titus/vk-titus/legacy/agentclient"
+	sm "github.com/vk-titus/vk-titus/statemachine"
+)
+
+// AttributeLabelPrefix prefixes agent attributes turned into node labels, so
+// nodeSelector and affinity work as attribute constraints did.
+const AttributeLabelPrefix = "legacy.vk-titus.io/"
+
+// KubeletVersion is what the node reports as its kubelet version.
+const KubeletVersion = "v1.35.4-vk-titus"
+
+// health follows the agent's health and owns the node's status: Ready is the
+// agent answering. The bridge itself answering is what Ping (the lease)
+// reports, so a dead agent shows as NotReady at once instead of the node
+// going Unknown when its heartbeat stops.
+type health struct {
+	p *Provider
+
+	mu     sync.Mutex
+	up     bool
+	upCh   chan struct{} // closed while the agent answers
+	live   map[string]bool
+	info   agentclient.Info
+	node   *corev1.Node
+	notify func(*corev1.Node)
+	kick   chan struct{}
+}
+
+func newHealth(p *Provider) *health {
+	return &health{p: p, upCh: make(chan struct{}), live: map[string]bool{}, kick: make(chan struct{}, 1)}
+}
+
+// Ping is the node's heartbeat: the bridge process is alive.
+func (p *Provider) Ping(ctx context.Context) error { return ctx.Err() }
+
+// NotifyNodeStatus registers the node status callback (node.NodeProvider).
+func (p *Provider) NotifyNodeStatus(ctx context.Context, cb func(*corev1.Node)) {
+	p.health.mu.Lock()
+	p.health.notify = cb
+	p.health.mu.Unlock()
+}
+
+// ConfigureNode fills the node spec nodeutil registers: labels, addresses,
+// the kubelet endpoint, capacity from the agent. Call after Start. nodeIP is
+// where the API server reaches this process's kubelet API, which is not the
+// agent's address: pods get that one.
+func (p *Provider) ConfigureNode(node *corev1.Node, nodeIP string, kubeletPort int32, os string) {
+	h := p.health
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if node.Labels == nil {
+		node.Labels = map[string]string{}
+	}
+	node.Labels["type"] = "virtual-kubelet"
+	node.Labels["kubernetes.io/role"] = "agent"
+	node.Labels[corev1.LabelOSStable] = strings.ToLower(os)
+	node.Labels[corev1.LabelArchStable] = runtime.GOARCH
+	node.Labels[corev1.LabelHostname] = node.Name
+	node.Status.Addresses = []corev1.NodeAddress{
+		{Type: corev1.NodeInternalIP, Address: nodeIP},
+		{Type: corev1.NodeHostName, Address: node.Name},
+	}
+	node.Status.DaemonEndpoints.KubeletEndpoint.Port = kubeletPort
+	node.Status.NodeInfo = corev1.NodeSystemInfo{
+		OperatingSystem: strings.ToLower(os), Architecture: runtime.GOARCH,
+		KubeletVersion: KubeletVersion, ContainerRuntimeVersion: "mesos://" + p.agent.Endpoint(),
+		MachineID: h.info.ID, SystemUUID: h.info.ID,
+	}
+	h.node = node
+	h.applyInfo()
+	h.applyReady()
+}
+
+// applyInfo sets capacity and attribute labels from the agent (h.mu held).
+func (h *health) applyInfo() {
+	if h.node == nil {
+		return
+	}
+	cfg := h.p.opts.Config
+	res := h.info.Resources
+	cpu := resource.NewMilliQuantity(int64(res.CPUs*1000), resource.DecimalSI)
+	mem := resource.NewQuantity(int64(res.MemMB)*1024*1024, resource.BinarySI)
+	if o := cfg.Resources; o != nil {
+		if o.CPU != "" {
+			q := resource.MustParse(o.CPU)
+			cpu = &q
+		}
+		if o.Memory != "" {
+			q := resource.MustParse(o.Memory)
+			mem = &q
+		}
+	}
+	pods := cfg.MaxPods
+	if pods == 0 {
+		pods = 10000
+	}
+	capacity := corev1.ResourceList{
+		corev1.ResourceCPU:              *cpu,
+		corev1.ResourceMemory:           *mem,
+		corev1.ResourceEphemeralStorage: *resource.NewQuantity(int64(res.DiskMB)*1024*1024, resource.BinarySI),
+		corev1.ResourcePods:             *resource.NewQuantity(int64(pods), resource.DecimalSI),
+	}
+	if res.GPUs > 0 {
+		capacity["nvidia.com/gpu"] = *resource.NewQuantity(int64(res.GPUs), resource.DecimalSI)
+	}
+	h.node.Status.Capacity = capacity
+	h.node.Status.Allocatable = capacity.DeepCopy()
+	for k, v := range h.info.Attributes {
+		h.node.Labels[AttributeLabelPrefix+k] = v
+	}
+}
+
+// applyReady sets the node conditions from the agent's health (h.mu held).
+func (h *health) applyReady() {
+	if h.node == nil {
+		return
+	}
+	now := metav1.Now()
+	ready := corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
+		Message: "legacy agent " + h.p.agent.Endpoint() + " is answering", LastHeartbeatTime: now, LastTransitionTime: now}
+	if !h.up {
+		ready.Status, ready.Reason = corev1.ConditionFalse, "AgentUnreachable"
+		ready.Message = "legacy agent " + h.p.agent.Endpoint() + " does not answer"
+	}
+	conds := []corev1.NodeCondition{ready}
+	for _, t := range []corev1.NodeConditionType{corev1.NodeMemoryPressure, corev1.NodeDiskPressure, corev1.NodePIDPressure, corev1.NodeNetworkUnavailable} {
+		conds = append(conds, corev1.NodeCondition{Type: t, Status: corev1.ConditionFalse, Reason: "AgentHasNoPressure",
+			LastHeartbeatTime: now, LastTransitionTime: now})
+	}
+	for i, c := range conds {
+		for _, old := range h.node.Status.Conditions {
+			if old.Type == c.Type && old.Status == c.Status && !old.LastTransitionTime.IsZero() {
+				conds[i].LastTransitionTime = old.LastTransitionTime
+			}
+		}
+	}
+	h.node.Status.Conditions = conds
+	h.node.Status.Phase = corev1.NodeRunning
+}
+
+// Start asks the agent who it is and what runs on it, before the node is
+// registered and the pod controller hands over pods, so that pods already
+// running are adopted instead of launched. An agent that does not answer
+// yet leaves the node NotReady until it does.
+func (p *Provider) Start(ctx context.Context) {
+	h := p.health
+	if err := h.check(ctx); err != nil {
+		p.log.WithError(err).Warn("agent not answering at start; node stays NotReady until it does")
+	}
+	go h.run(ctx)
+}
+
+// check asks the agent; it returns nil when it answered.
+func (h *health) check(ctx context.Context) error {
+	err := h.p.agent.Health(ctx)
+	var info agentclient.Info
+	var live map[string]bool
+	if err == nil {
+		info, err = h.p.agent.Agent(ctx)
+	}
+	if err == nil {
+		live, err = h.listLive(ctx)
+	}
+	h.mu.Lock()
+	was := h.up
+	h.up = err == nil
+	if h.up {
+		h.info, h.live = info, live
+		if !was {
+			close(h.upCh)
+		}
+		h.applyInfo()
+	} else if was {
+		h.upCh = make(chan struct{})
+	}
+	changed := was != h.up
+	if changed {
+		h.applyReady()
+	}
+	var node *corev1.Node
+	if h.node != nil && changed {
+		node = h.node.DeepCopy()
+	}
+	cb := h.notify
+	h.mu.Unlock()
+	if !changed {
+		return err
+	}
+	ev := sm.AgentBack
+	if err != nil {
+		ev = sm.AgentUnreachable
+		h.p.log.WithError(err).Warn("agent unreachable")
+	} else {
+		h.p.log.Info("agent answering")
+	}
+	if node != nil && cb != nil {
+		cb(node)
+	}
+	for _, rec := range h.p.records() {
+		for _, c := range rec.ctrs {
+			h.p.fire(rec, c, sm.Event{Type: ev})
+		}
+	}
+	return err
+}
+
+func (h *health) run(ctx context.Context) {
+	interval := h.p.opts.Config.Timeouts.HealthInterval.or(5 * time.Second)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-h.kick:
+		}
+		_ = h.check(ctx)
+	}
+}
+
+// suspect asks for a health check now (a call just failed).
+func (h *health) suspect() {
+	select {
+	case h.kick <- struct{}{}:
+	default:
+	}
+}
+
+// waitUp blocks until the agent answers or ctx ends.
+func (h *health) waitUp(ctx context.Context) bool {
+	h.mu.Lock()
+	ch := h.upCh
+	h.mu.Unlock()
+	select {
+	case <-ch:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (h *health) isLive(id string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.live[id]
+}
+
+func (h *health) listLive(ctx context.Context) (map[string]bool, error) {
+	list, err := h.p.agent.Containers(ctx)
+	agentCalls.WithLabelValues("get_containers", outcome(err)).Inc()
+	if err != nil {
+		return nil, fmt.Errorf("listing containers: %w", err)
+	}
+	live := make(map[string]bool, len(list))
+	for _, c := range list {
+		live[c.ID] = true
+	}
+	return live, nil
+}
+
+// refreshLive re-reads the live set (the overflow sweep's one call).
+func (h *health) refreshLive(ctx context.Context) (map[string]bool, error) {
+	live, err := h.listLive(ctx)
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	h.live = live
+	h.mu.Unlock()
+	return live, nil
+}

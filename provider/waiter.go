@@ -1,0 +1,176 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/vk-titus/vk-titus/legacy/agentclient"
+	sm "github.com/vk-titus/vk-titus/statemachine"
+)
+
+// waiter follows running containers until they exit. Each WAIT_CONTAINER
+// long poll holds one connection on both ends, and at 10,000 pods that is
+// close to the 20,000 open files a process may have; so at most max run at
+// once. Containers past that are followed by one shared GET_CONTAINERS sweep:
+// when one stops being live, a WAIT (answered at once) fetches how it ended.
+type waiter struct {
+	p     *Provider
+	slots chan struct{}
+
+	mu       sync.Mutex
+	active   map[string]context.CancelFunc
+	overflow map[string]target
+	sweeping bool
+}
+
+type target struct {
+	rec *podRecord
+	c   *ctr
+}
+
+func newWaiter(p *Provider, max int) *waiter {
+	return &waiter{p: p, slots: make(chan struct{}, max), active: map[string]context.CancelFunc{}, overflow: map[string]target{}}
+}
+
+// watch follows container run id until it ends; calling it again for an id
+// already followed does nothing.
+func (w *waiter) watch(rec *podRecord, c *ctr, id string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, ok := w.active[id]; ok {
+		return
+	}
+	if _, ok := w.overflow[id]; ok {
+		return
+	}
+	select {
+	case w.slots <- struct{}{}:
+		ctx, cancel := context.WithCancel(context.Background())
+		w.active[id] = cancel
+		go w.longPoll(ctx, target{rec, c}, id)
+	default:
+		w.overflow[id] = target{rec, c}
+		if !w.sweeping {
+			w.sweeping = true
+			go w.sweep()
+		}
+	}
+}
+
+// cancel stops following id (the container is being removed).
+func (w *waiter) cancel(id string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if cancel, ok := w.active[id]; ok {
+		cancel()
+	}
+	delete(w.overflow, id)
+}
+
+func (w *waiter) following() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.active) + len(w.overflow)
+}
+
+func (w *waiter) longPoll(ctx context.Context, t target, id string) {
+	defer w.release(id)
+	for {
+		if !w.p.health.waitUp(ctx) {
+			return
+		}
+		exit, err := w.p.agent.Wait(ctx, id)
+		if ctx.Err() != nil {
+			return
+		}
+		if w.deliver(t, exit, err) {
+			return
+		}
+		// The agent dropped the call: have health look now; the next WAIT
+		// waits until it answers again rather than hammering it.
+		w.p.health.suspect()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// deliver turns a WAIT answer into an event; false means try again later.
+func (w *waiter) deliver(t target, exit agentclient.Exit, err error) bool {
+	agentCalls.WithLabelValues("wait", outcome(err)).Inc()
+	switch {
+	case err == nil:
+		w.p.fire(t.rec, t.c, sm.Event{Type: sm.ContainerExited, ExitCode: exit.Code, Signal: exit.Signal, Reason: exit.Reason, Message: exit.Message})
+	case errors.Is(err, agentclient.ErrNotFound):
+		w.p.fire(t.rec, t.c, sm.Event{Type: sm.ReconciledNotFound})
+	case errors.Is(err, agentclient.ErrUnavailable):
+		return false
+	default:
+		w.p.log.WithError(err).WithField("task", t.c.name).Warn("wait refused by the agent")
+		w.p.fire(t.rec, t.c, sm.Event{Type: sm.ReconciledNotFound})
+	}
+	return true
+}
+
+func (w *waiter) release(id string) {
+	w.mu.Lock()
+	delete(w.active, id)
+	<-w.slots
+	// Promote one overflowed container to a long poll.
+	var next string
+	var t target
+	for next, t = range w.overflow {
+		break
+	}
+	if next != "" {
+		delete(w.overflow, next)
+	}
+	w.mu.Unlock()
+	if next != "" {
+		w.watch(t.rec, t.c, next)
+	}
+}
+
+// sweep follows the overflow with one GET_CONTAINERS per interval until it
+// is empty.
+func (w *waiter) sweep() {
+	for {
+		time.Sleep(2 * time.Second)
+		w.mu.Lock()
+		if len(w.overflow) == 0 {
+			w.sweeping = false
+			w.mu.Unlock()
+			return
+		}
+		w.mu.Unlock()
+		live, err := w.p.health.refreshLive(context.Background())
+		if err != nil {
+			continue
+		}
+		w.mu.Lock()
+		var ended []string
+		targets := map[string]target{}
+		for id, t := range w.overflow {
+			if !live[id] {
+				ended = append(ended, id)
+				targets[id] = t
+				delete(w.overflow, id)
+			}
+		}
+		w.mu.Unlock()
+		for _, id := range ended {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			exit, err := w.p.agent.Wait(ctx, id)
+			cancel()
+			if !w.deliver(targets[id], exit, err) {
+				w.mu.Lock()
+				w.overflow[id] = targets[id]
+				w.mu.Unlock()
+			}
+		}
+	}
+}

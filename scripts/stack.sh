@@ -1,0 +1,694 @@
+#!/usr/bin/env bash
+# The local stack for development and the end-to-end tests: a real Kubernetes
+# control plane (etcd, kube-apiserver, kube-scheduler, kube-controller-manager,
+# built by scripts/controlplane.sh), ZooKeeper, N legacy agents and vk-titus,
+# all on 127.0.0.1, all state under <repo>/.local.
+#
+#   scripts/stack.sh up            start what is not running (idempotent), wait
+#                                  until usable, write .local/env
+#   scripts/stack.sh down          stop exactly what `up` started (pid files)
+#   scripts/stack.sh stop NAME     SIGTERM one component (10 s, then SIGKILL)
+#   scripts/stack.sh kill NAME     SIGKILL one component at once (a crash)
+#   scripts/stack.sh start NAME    restart one component with its recorded
+#                                  command line, wait until it is healthy
+#   scripts/stack.sh status        one line per component
+#   scripts/stack.sh sweep [agent-N]
+#                                  kill processes left behind by (stopped)
+#                                  agents: see sweep_agent_orphans
+#
+# NAME is one of: etcd kube-apiserver kube-scheduler kube-controller-manager
+# zookeeper agent-0..agent-N vk-titus.
+#
+# Environment for `up`:
+#   AGENTS=1                 number of legacy agents (0 allowed)
+#   VK_TITUS=0               do not start vk-titus (nor wait for its node)
+#   SKIP_BUILD=1             do not run `make` (use the bin/ that is there)
+#   ETCD_FSYNC=1             keep etcd's fsync (default off: a throwaway cluster)
+#   ports, each on 127.0.0.1: ETCD_PORT=23790 ETCD_PEER_PORT=23800
+#   APISERVER_PORT=26443 SCHEDULER_PORT=26259 CM_PORT=26257 ZK_PORT=22181
+#   AGENT_PORT_BASE=25051 (agent-N listens on BASE+N) KUBELET_PORT=10250
+#   VK_METRICS_PORT=10255
+#
+# Layout of .local: pki/ (CA, certs, keys; reused when present), *.kubeconfig,
+# vk-titus.yaml, etcd/ (data), zookeeper/ (conf + data), agents/agent-N/
+# (work dirs), logs/<name>.log (appended, one banner per start),
+# pids/<name>.pid, cmd/<name> (the shell-quoted command line `start` replays),
+# env (sourceable KEY=value lines; present only while the stack is up).
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+L="$root/.local"
+PKI="$L/pki"
+LOGS="$L/logs"
+PIDS="$L/pids"
+CMDS="$L/cmd"
+
+ETCD_PORT=${ETCD_PORT:-23790}
+ETCD_PEER_PORT=${ETCD_PEER_PORT:-23800}
+APISERVER_PORT=${APISERVER_PORT:-26443}
+SCHEDULER_PORT=${SCHEDULER_PORT:-26259}
+CM_PORT=${CM_PORT:-26257}
+ZK_PORT=${ZK_PORT:-22181}
+AGENT_PORT_BASE=${AGENT_PORT_BASE:-25051}
+KUBELET_PORT=${KUBELET_PORT:-10250}
+VK_METRICS_PORT=${VK_METRICS_PORT:-10255}
+AGENTS=${AGENTS:-1}
+VK_TITUS=${VK_TITUS:-1}
+NODE_NAME=vk-titus-0
+
+log() { printf 'stack: [%3ds] %s\n' "$SECONDS" "$*" >&2; }
+die() { printf 'stack: error: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- processes
+
+# rank orders components for `down` (highest first = reverse start order).
+rank() {
+  case $1 in
+    etcd) echo 10 ;;
+    kube-apiserver) echo 20 ;;
+    kube-scheduler) echo 30 ;;
+    kube-controller-manager) echo 40 ;;
+    zookeeper) echo 50 ;;
+    legacy-master*) echo 60 ;;
+    agent-*) echo 70 ;;
+    vk-titus*) echo 90 ;;
+    *) echo 80 ;;
+  esac
+}
+
+pidof_component() { # prints the recorded pid, or nothing
+  local f="$PIDS/$1.pid"
+  [ -f "$f" ] && tr -dc '0-9' <"$f"
+  return 0
+}
+
+# alive PID: the process exists and is not a zombie.
+alive() {
+  local pid=$1 state
+  [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] || return 1
+  state=$(sed -E 's/^[0-9]+ \(.*\) ([A-Za-z]).*/\1/' "/proc/$pid/stat" 2>/dev/null) || return 1
+  [ "$state" != Z ] && [ "$state" != X ]
+}
+
+# running NAME: its recorded pid is alive and still runs the recorded program
+# (guards against pid reuse after a reboot or a long-dead component). Right
+# after launch the pid may still be setsid or nohup, which exec the program.
+running() {
+  local name=$1 pid exe argv0
+  pid=$(pidof_component "$name")
+  alive "$pid" || return 1
+  [ -f "$CMDS/$name" ] || return 0
+  exe=$(read_cmd "$name" | head -n1)
+  [ -z "$exe" ] && return 0
+  argv0=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n1) || return 1
+  case $argv0 in "$exe" | setsid | nohup) return 0 ;; *) return 1 ;; esac
+}
+
+# save_cmd NAME ARGS...: record the command line `start` replays.
+save_cmd() {
+  local name=$1; shift
+  mkdir -p "$CMDS"
+  printf '%q\n' "$@" >"$CMDS/$name"
+}
+
+# read_cmd NAME: the recorded arguments, one per line, unquoted.
+read_cmd() {
+  local line
+  while IFS= read -r line; do eval "printf '%s\n' $line"; done <"$CMDS/$1"
+}
+
+# launch NAME: start the recorded command line detached (own session, so it
+# survives make and the calling shell), stdin from /dev/null, output appended
+# to logs/NAME.log, pid (the program itself: setsid/nohup exec) to pids/NAME.pid.
+launch() {
+  local name=$1 pid
+  local -a cmd
+  [ -f "$CMDS/$name" ] || die "no recorded command line for $name (run up first)"
+  if running "$name"; then
+    log "$name already running (pid $(pidof_component "$name"))"
+    return 0
+  fi
+  mapfile -t cmd < <(read_cmd "$name")
+  mkdir -p "$LOGS" "$PIDS"
+  printf '==== %s starting %s: %s\n' "$(date -Is)" "$name" "${cmd[*]}" >>"$LOGS/$name.log"
+  (cd "$root" && exec setsid nohup "${cmd[@]}" >>"$LOGS/$name.log" 2>&1 </dev/null) &
+  pid=$!
+  echo "$pid" >"$PIDS/$name.pid"
+  log "started $name (pid $pid)"
+}
+
+# group_members PGID: pids in that process group.
+group_members() {
+  ps -eo pid=,pgid= | awk -v g="$1" '$2 == g { print $1 }'
+}
+
+# stop_component NAME [SIGNAL]: SIGTERM (or SIGNAL) the recorded pid, wait up
+# to 10 s, then SIGKILL its process group (setsid made the pid the group id);
+# also kills what is left in that group. Removes the pid file.
+stop_component() {
+  local name=$1 sig=${2:-TERM} pid i
+  pid=$(pidof_component "$name")
+  if [ -z "$pid" ]; then
+    rm -f "$PIDS/$name.pid"
+    return 0
+  fi
+  if alive "$pid" && running "$name"; then
+    kill "-$sig" "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+      alive "$pid" || break
+      sleep 0.1
+    done
+    if alive "$pid"; then
+      log "$name (pid $pid) still running after 10 s: SIGKILL to its process group"
+      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+      for ((i = 0; i < 50; i++)); do alive "$pid" || break; sleep 0.1; done
+    fi
+    log "stopped $name (pid $pid)"
+  fi
+  # Whatever the component left in its own process group goes too.
+  if [ -n "$(group_members "$pid")" ]; then
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  fi
+  rm -f "$PIDS/$name.pid"
+  case $name in agent-*) sweep_agent_orphans "$name" ;; esac
+}
+
+# sweep_agent_orphans [agent-N]: the legacy agent runs each container in a
+# process group of its own, so stopping the agent's group does not reach them,
+# and they are not children we could track from bash. Every container runs with
+# its working directory in the agent's sandbox (.local/agents/agent-N/...), so
+# kill exactly the processes whose cwd is under that directory (all agents'
+# directories when no name is given). Nothing is ever matched by name.
+sweep_agent_orphans() {
+  local dir="$L/agents/" p pid cwd
+  local -a victims=()
+  [ $# -gt 0 ] && dir="$L/agents/$1/"
+  for p in /proc/[0-9]*; do
+    pid=${p#/proc/}
+    [ "$pid" = $$ ] && continue
+    cwd=$(readlink "$p/cwd" 2>/dev/null) || continue
+    case "$cwd/" in "$dir"*) victims+=("$pid") ;; esac
+  done
+  [ ${#victims[@]} -eq 0 ] && return 0
+  log "killing ${#victims[@]} process(es) left in ${dir#"$root/"}: ${victims[*]}"
+  kill -TERM "${victims[@]}" 2>/dev/null || true
+  sleep 1
+  for pid in "${victims[@]}"; do
+    if alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
+  done
+}
+
+# ---------------------------------------------------------------- waits
+
+tail_log() {
+  local name=$1 n=${2:-40}
+  if [ -f "$LOGS/$name.log" ]; then
+    printf -- '---- last %s lines of .local/logs/%s.log ----\n' "$n" "$name" >&2
+    tail -n "$n" "$LOGS/$name.log" >&2
+    printf -- '---- end of %s.log ----\n' "$name" >&2
+  fi
+}
+
+# wait_for NAME SECONDS DESCRIPTION CHECK...: poll CHECK every 0.25 s; on
+# timeout (or when the component died) print its log tail and fail.
+wait_for() {
+  local name=$1 secs=$2 what=$3; shift 3
+  local deadline=$((SECONDS + secs))
+  while true; do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    if [ -f "$PIDS/$name.pid" ] && ! alive "$(pidof_component "$name")"; then
+      tail_log "$name" 60
+      die "$name exited while waiting for $what"
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      tail_log "$name" 60
+      die "timed out after ${secs}s waiting for $what"
+    fi
+    sleep 0.25
+  done
+}
+
+kc() { "$CP_BIN/kubectl" --kubeconfig "$L/admin.kubeconfig" "$@"; }
+
+check_etcd() { curl -fsS --max-time 2 "http://127.0.0.1:$ETCD_PORT/health" | grep -q '"health":"true"'; }
+check_apiserver() {
+  curl -fsS --max-time 3 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
+    "https://127.0.0.1:$APISERVER_PORT/readyz" | grep -qx ok
+}
+check_https_healthz() { curl -fsSk --max-time 2 "https://127.0.0.1:$1/healthz" | grep -qx ok; }
+check_default_sa() { kc -n default get serviceaccount default -o name; }
+check_zookeeper() {
+  local reply
+  # shellcheck disable=SC2016 # $0 is expanded by the inner bash
+  reply=$(timeout 3 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0" && printf ruok >&3 && cat <&3' "$ZK_PORT") || return 1
+  [ "$reply" = imok ]
+}
+check_agent() {
+  curl -fsS --max-time 2 -X POST -H 'Content-Type: application/json' \
+    -d '{"type":"GET_HEALTH"}' "http://127.0.0.1:$1/api/v1" | grep -q '"healthy" *: *true'
+}
+# shellcheck disable=SC2016 # $0 is expanded by the inner bash
+check_tcp() { timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0"' "$1"; }
+check_node_exists() { kc get node "$NODE_NAME" -o name; }
+
+wait_node_ready() {
+  wait_for vk-titus 60 "node $NODE_NAME to register" check_node_exists
+  if ! kc wait --for=condition=Ready "node/$NODE_NAME" --timeout=120s >/dev/null; then
+    tail_log vk-titus 60
+    die "node $NODE_NAME did not become Ready"
+  fi
+  log "node $NODE_NAME Ready"
+}
+
+# wait_component NAME: the health check for one component (used by start).
+wait_component() {
+  case $1 in
+    etcd) wait_for etcd 30 "etcd /health" check_etcd ;;
+    kube-apiserver) wait_for kube-apiserver 90 "kube-apiserver /readyz" check_apiserver ;;
+    kube-scheduler) wait_for kube-scheduler 60 "kube-scheduler /healthz" check_https_healthz "$SCHEDULER_PORT" ;;
+    kube-controller-manager) wait_for kube-controller-manager 60 "kube-controller-manager /healthz" check_https_healthz "$CM_PORT" ;;
+    zookeeper) wait_for zookeeper 60 "zookeeper ruok" check_zookeeper ;;
+    agent-*) wait_for "$1" 30 "$1 GET_HEALTH" check_agent "$((AGENT_PORT_BASE + ${1#agent-}))" ;;
+    vk-titus)
+      wait_for vk-titus 60 "vk-titus metrics port $VK_METRICS_PORT" check_tcp "$VK_METRICS_PORT"
+      wait_node_ready
+      ;;
+    *) sleep 1; running "$1" || { tail_log "$1"; die "$1 exited"; } ;;
+  esac
+}
+
+# ---------------------------------------------------------------- install/build
+
+need_root() { # run a command as root (sudo when not root)
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi
+}
+
+install_deps() {
+  local -a pkgs=()
+  [ -d /usr/share/zookeeper ] && [ -f /usr/share/java/zookeeper.jar ] || pkgs+=(zookeeper)
+  command -v java >/dev/null || pkgs+=(default-jre-headless)
+  command -v openssl >/dev/null || pkgs+=(openssl)
+  command -v curl >/dev/null || pkgs+=(curl)
+  [ ${#pkgs[@]} -eq 0 ] && return 0
+  log "installing ${pkgs[*]} with apt-get"
+  export DEBIAN_FRONTEND=noninteractive
+  need_root apt-get update -qq >/dev/null
+  need_root apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+}
+
+build_all() {
+  CP_BIN=$("$root/scripts/controlplane.sh")
+  [ -x "$CP_BIN/kubectl" ] || die "control plane build did not produce $CP_BIN/kubectl"
+  [ "${SKIP_BUILD:-0}" = 1 ] && return 0
+  local -a targets=()
+  [ "$AGENTS" -gt 0 ] && targets+=(bin/legacy-agent)
+  [ "$VK_TITUS" != 0 ] && targets+=(bin/vk-titus)
+  [ ${#targets[@]} -eq 0 ] && return 0
+  log "building ${targets[*]}"
+  make -s -C "$root" "${targets[@]}"
+}
+
+# ---------------------------------------------------------------- PKI
+
+# cert NAME SUBJECT EXTKEYUSAGE [SANS]: a CA-signed key pair pki/NAME.{crt,key},
+# kept when it already exists.
+cert() {
+  local name=$1 subj=$2 eku=$3 sans=${4:-}
+  [ -s "$PKI/$name.crt" ] && [ -s "$PKI/$name.key" ] && return 0
+  local ext="$PKI/$name.ext"
+  {
+    echo "basicConstraints=critical,CA:FALSE"
+    echo "keyUsage=critical,digitalSignature,keyEncipherment"
+    echo "extendedKeyUsage=$eku"
+    if [ -n "$sans" ]; then echo "subjectAltName=$sans"; fi
+  } >"$ext"
+  openssl req -new -newkey rsa:2048 -nodes -subj "$subj" \
+    -keyout "$PKI/$name.key" -out "$PKI/$name.csr" 2>/dev/null
+  openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" \
+    -CAcreateserial -days 3650 -sha256 -extfile "$ext" -out "$PKI/$name.crt" 2>/dev/null
+  rm -f "$PKI/$name.csr" "$ext"
+  chmod 600 "$PKI/$name.key"
+}
+
+make_pki() {
+  mkdir -p "$PKI"
+  if [ ! -s "$PKI/ca.crt" ] || [ ! -s "$PKI/ca.key" ]; then
+    log "creating PKI in ${PKI#"$root/"}"
+    rm -f "$PKI"/*.crt "$PKI"/*.key "$PKI"/*.srl
+    openssl req -x509 -new -newkey rsa:2048 -nodes -days 3650 -sha256 \
+      -subj "/CN=vk-titus-local-ca" \
+      -addext "basicConstraints=critical,CA:TRUE" \
+      -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
+      -keyout "$PKI/ca.key" -out "$PKI/ca.crt" 2>/dev/null
+    chmod 600 "$PKI/ca.key"
+  fi
+  cert apiserver "/CN=kube-apiserver" serverAuth \
+    "IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+  cert admin "/O=system:masters/CN=admin" clientAuth
+  cert kube-scheduler "/CN=system:kube-scheduler" clientAuth
+  cert kube-controller-manager "/CN=system:kube-controller-manager" clientAuth
+  cert apiserver-kubelet-client "/O=system:masters/CN=system:kube-apiserver-kubelet-client" clientAuth
+  cert vk-titus "/O=system:masters/CN=vk-titus" clientAuth
+  cert kubelet "/CN=$NODE_NAME" serverAuth "IP:127.0.0.1,DNS:localhost,DNS:$NODE_NAME"
+  if [ ! -s "$PKI/sa.key" ] || [ ! -s "$PKI/sa.pub" ]; then
+    openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
+    openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
+    chmod 600 "$PKI/sa.key"
+  fi
+}
+
+# kubeconfig FILE USER CERTNAME: a kubeconfig for the local apiserver that
+# authenticates with pki/CERTNAME.{crt,key} (absolute paths, rewritten each up).
+kubeconfig() {
+  local file=$1 user=$2 certname=$3
+  cat >"$file.tmp" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: vk-titus-local
+  cluster:
+    server: https://127.0.0.1:$APISERVER_PORT
+    certificate-authority: $PKI/ca.crt
+users:
+- name: $user
+  user:
+    client-certificate: $PKI/$certname.crt
+    client-key: $PKI/$certname.key
+contexts:
+- name: $user@vk-titus-local
+  context:
+    cluster: vk-titus-local
+    user: $user
+    namespace: default
+current-context: $user@vk-titus-local
+EOF
+  mv "$file.tmp" "$file"
+}
+
+# ---------------------------------------------------------------- configs
+
+agent_port() { echo $((AGENT_PORT_BASE + $1)); }
+
+# agent_resources N: agent-0 has 8 cpus/16 GiB; the others vary.
+agent_resources() {
+  local cpus=(8 4 16 2) mem=(16384 8192 32768 4096)
+  local i=$(($1 % 4))
+  echo "cpus:${cpus[$i]};mem:${mem[$i]};disk:20480"
+}
+
+write_configs() {
+  mkdir -p "$L" "$LOGS" "$PIDS" "$CMDS" "$L/etcd" "$L/zookeeper/conf" "$L/zookeeper/data" \
+    "$L/kubelet-plugins/volume/exec" "$L/agents"
+  chmod 700 "$L/etcd"
+  kubeconfig "$L/admin.kubeconfig" admin admin
+  kubeconfig "$L/vk-titus.kubeconfig" vk-titus vk-titus
+  kubeconfig "$L/kube-scheduler.kubeconfig" system:kube-scheduler kube-scheduler
+  kubeconfig "$L/kube-controller-manager.kubeconfig" system:kube-controller-manager kube-controller-manager
+
+  cat >"$L/zookeeper/conf/zoo.cfg" <<EOF
+tickTime=2000
+initLimit=10
+syncLimit=5
+dataDir=$L/zookeeper/data
+clientPort=$ZK_PORT
+clientPortAddress=127.0.0.1
+maxClientCnxns=0
+admin.enableServer=false
+4lw.commands.whitelist=ruok,srvr,stat,mntr,cons
+EOF
+  cat >"$L/zookeeper/conf/log4j.properties" <<'EOF'
+log4j.rootLogger=INFO, CONSOLE
+log4j.appender.CONSOLE=org.apache.log4j.ConsoleAppender
+log4j.appender.CONSOLE.layout=org.apache.log4j.PatternLayout
+log4j.appender.CONSOLE.layout.ConversionPattern=%d{ISO8601} - %-5p [%t:%C{1}@%L] - %m%n
+EOF
+
+  local i new="$L/vk-titus.yaml.new"
+  {
+    echo "agents:"
+    for ((i = 0; i < AGENTS; i++)); do
+      echo "  - endpoint: http://127.0.0.1:$(agent_port "$i")"
+    done
+  } >"$new"
+  # A running vk-titus is restarted when the agent list it was started with changed.
+  if [ -f "$L/vk-titus.yaml" ] && ! cmp -s "$new" "$L/vk-titus.yaml" && running vk-titus; then
+    log "agent list changed: restarting vk-titus"
+    stop_component vk-titus
+  fi
+  mv "$new" "$L/vk-titus.yaml"
+}
+
+record_cmds() {
+  local pki=$PKI
+  local -a fsync=(--unsafe-no-fsync)
+  [ "${ETCD_FSYNC:-0}" = 1 ] && fsync=()
+  save_cmd etcd "$CP_BIN/etcd" \
+    --name=vk-titus-local \
+    --data-dir="$L/etcd" \
+    --listen-client-urls="http://127.0.0.1:$ETCD_PORT" \
+    --advertise-client-urls="http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-advertise-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster="vk-titus-local=http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster-state=new \
+    "${fsync[@]}"
+
+  save_cmd kube-apiserver "$CP_BIN/kube-apiserver" \
+    --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+    --bind-address=127.0.0.1 \
+    --advertise-address=127.0.0.1 \
+    --secure-port="$APISERVER_PORT" \
+    --tls-cert-file="$pki/apiserver.crt" \
+    --tls-private-key-file="$pki/apiserver.key" \
+    --client-ca-file="$pki/ca.crt" \
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file="$pki/sa.pub" \
+    --service-account-signing-key-file="$pki/sa.key" \
+    --service-cluster-ip-range=10.0.0.0/24 \
+    --authorization-mode=Node,RBAC \
+    --kubelet-client-certificate="$pki/apiserver-kubelet-client.crt" \
+    --kubelet-client-key="$pki/apiserver-kubelet-client.key" \
+    --kubelet-certificate-authority="$pki/ca.crt" \
+    --kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname \
+    --allow-privileged=true \
+    --endpoint-reconciler-type=none \
+    --profiling=false
+
+  save_cmd kube-scheduler "$CP_BIN/kube-scheduler" \
+    --kubeconfig="$L/kube-scheduler.kubeconfig" \
+    --bind-address=127.0.0.1 \
+    --secure-port="$SCHEDULER_PORT" \
+    --leader-elect=false
+
+  save_cmd kube-controller-manager "$CP_BIN/kube-controller-manager" \
+    --kubeconfig="$L/kube-controller-manager.kubeconfig" \
+    --bind-address=127.0.0.1 \
+    --secure-port="$CM_PORT" \
+    --leader-elect=false \
+    --controllers='*' \
+    --service-account-private-key-file="$pki/sa.key" \
+    --root-ca-file="$pki/ca.crt" \
+    --use-service-account-credentials=true \
+    --cluster-signing-cert-file="$pki/ca.crt" \
+    --cluster-signing-key-file="$pki/ca.key" \
+    --flex-volume-plugin-dir="$L/kubelet-plugins/volume/exec"
+
+  local java cp
+  java=$(readlink -f "$(command -v java)")
+  cp="$L/zookeeper/conf:/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-log4j12.jar:/usr/share/java/log4j-1.2.jar"
+  save_cmd zookeeper "$java" -Xmx256m \
+    -Dzookeeper.jmx.log4j.disable=true \
+    -Dzookeeper.log.dir="$LOGS" \
+    -cp "$cp" \
+    org.apache.zookeeper.server.quorum.QuorumPeerMain "$L/zookeeper/conf/zoo.cfg"
+
+  local i
+  for ((i = 0; i < AGENTS; i++)); do
+    mkdir -p "$L/agents/agent-$i"
+    save_cmd "agent-$i" "$root/bin/legacy-agent" \
+      --listen "127.0.0.1:$(agent_port "$i")" \
+      --work-dir "$L/agents/agent-$i" \
+      --agent-id "agent-$i" \
+      --resources "$(agent_resources "$i")" \
+      --attributes "zone:zone-$i;instance_type:m5.large" \
+      --hostname 127.0.0.1
+  done
+
+  save_cmd vk-titus "$root/bin/vk-titus" run \
+    --kubeconfig "$L/vk-titus.kubeconfig" \
+    --nodename "$NODE_NAME" \
+    --provider-config "$L/vk-titus.yaml" \
+    --listen-port "$KUBELET_PORT" \
+    --tls-cert-file "$PKI/kubelet.crt" \
+    --tls-private-key-file "$PKI/kubelet.key" \
+    --client-verify-ca "$PKI/ca.crt" \
+    --metrics-addr "127.0.0.1:$VK_METRICS_PORT" \
+    --log-level debug
+}
+
+write_env() {
+  local i f="$L/env.tmp"
+  {
+    echo "# written by scripts/stack.sh up at $(date -Is); removed by down"
+    echo "STACK_ROOT=$L"
+    echo "REPO_ROOT=$root"
+    echo "PKI=$PKI"
+    echo "LOG_DIR=$LOGS"
+    echo "KUBECONFIG=$L/admin.kubeconfig"
+    echo "VK_TITUS_KUBECONFIG=$L/vk-titus.kubeconfig"
+    echo "CONTROLPLANE_BIN=$CP_BIN"
+    echo "KUBECTL=$CP_BIN/kubectl"
+    echo "APISERVER=https://127.0.0.1:$APISERVER_PORT"
+    echo "ETCD=http://127.0.0.1:$ETCD_PORT"
+    echo "ZOOKEEPER=127.0.0.1:$ZK_PORT"
+    echo "AGENTS=$AGENTS"
+    if [ "$AGENTS" -gt 0 ]; then
+      echo "LEGACY_AGENT=http://127.0.0.1:$(agent_port 0)"
+    else
+      echo "LEGACY_AGENT="
+    fi
+    for ((i = 0; i < AGENTS; i++)); do
+      echo "LEGACY_AGENT_$i=http://127.0.0.1:$(agent_port "$i")"
+    done
+    echo "NODE_NAME=$NODE_NAME"
+    echo "VK_TITUS=$VK_TITUS"
+    echo "KUBELET_PORT=$KUBELET_PORT"
+    echo "VK_METRICS=http://127.0.0.1:$VK_METRICS_PORT"
+  } >"$f"
+  mv "$f" "$L/env"
+}
+
+# ---------------------------------------------------------------- commands
+
+cmd_up() {
+  local i name f
+  [[ "$AGENTS" =~ ^[0-9]+$ ]] || die "AGENTS must be a number, got '$AGENTS'"
+  install_deps
+  build_all
+  if [ "$AGENTS" -gt 0 ] && [ ! -x "$root/bin/legacy-agent" ]; then die "bin/legacy-agent missing"; fi
+  if [ "$VK_TITUS" != 0 ] && [ ! -x "$root/bin/vk-titus" ]; then die "bin/vk-titus missing"; fi
+  make_pki
+  write_configs
+  record_cmds
+
+  # Agents beyond AGENTS from an earlier, larger `up` are stopped and forgotten.
+  for f in "$CMDS"/agent-* "$PIDS"/agent-*.pid; do
+    [ -e "$f" ] || continue
+    name=$(basename "$f" .pid)
+    if [ "${name#agent-}" -ge "$AGENTS" ]; then
+      stop_component "$name"
+      rm -f "$CMDS/$name"
+    fi
+  done
+
+  # Independent components first, so their start-up overlaps the control plane's.
+  launch etcd
+  launch zookeeper
+  for ((i = 0; i < AGENTS; i++)); do launch "agent-$i"; done
+  wait_component etcd
+  launch kube-apiserver
+  wait_component kube-apiserver
+  launch kube-scheduler
+  launch kube-controller-manager
+  wait_component zookeeper
+  for ((i = 0; i < AGENTS; i++)); do wait_component "agent-$i"; done
+  wait_component kube-scheduler
+  wait_component kube-controller-manager
+  wait_for kube-controller-manager 90 "the default ServiceAccount (controller-manager)" check_default_sa
+  if [ "$VK_TITUS" != 0 ]; then
+    launch vk-titus
+    wait_component vk-titus
+  else
+    log "VK_TITUS=0: not starting vk-titus"
+  fi
+  write_env
+  log "stack up in ${SECONDS}s; environment: .local/env"
+  cat "$L/env"
+}
+
+# components NAMEs with pid files, highest rank (latest started) first.
+components_desc() {
+  local f name
+  for f in "$PIDS"/*.pid; do
+    [ -e "$f" ] || continue
+    name=$(basename "$f" .pid)
+    printf '%s %s\n' "$(rank "$name")" "$name"
+  done | sort -k1,1nr -k2,2r | awk '{ print $2 }'
+}
+
+cmd_down() {
+  local name
+  rm -f "$L/env"
+  [ -d "$PIDS" ] || { log "nothing to stop"; return 0; }
+  while read -r name; do
+    [ -n "$name" ] && stop_component "$name"
+  done < <(components_desc)
+  [ -d "$L/agents" ] && sweep_agent_orphans
+  log "stack down"
+}
+
+cmd_status() {
+  local name pid state
+  if [ ! -d "$CMDS" ]; then echo "no stack in ${L#"$root/"}"; return 0; fi
+  for f in "$CMDS"/*; do
+    name=$(basename "$f")
+    printf '%s %s\n' "$(rank "$name")" "$name"
+  done | sort -k1,1n -k2,2 | while read -r _ name; do
+    pid=$(pidof_component "$name")
+    if running "$name"; then state=running; elif [ -n "$pid" ]; then state=dead; else state=stopped; fi
+    printf '%-26s %-8s %s\n' "$name" "$state" "${pid:--}"
+  done
+  if [ -f "$L/env" ]; then echo "env: ${L#"$root/"}/env"; else echo "env: absent (stack not up)"; fi
+}
+
+# Port settings for `start`/`status` come from the environment, like `up`'s;
+# the recorded command lines already hold the ports they were started with.
+load_cp_bin() {
+  CP_BIN=""
+  if [ -f "$L/env" ]; then CP_BIN=$(sed -n 's/^CONTROLPLANE_BIN=//p' "$L/env"); fi
+  if [ -z "$CP_BIN" ] && [ -f "$CMDS/etcd" ]; then CP_BIN=$(dirname "$(read_cmd etcd | head -n1)"); fi
+  if [ -f "$L/env" ]; then
+    KUBELET_PORT=$(sed -n 's/^KUBELET_PORT=//p' "$L/env")
+    VK_METRICS_PORT=$(sed -n 's|^VK_METRICS=http://127.0.0.1:||p' "$L/env")
+    ZK_PORT=$(sed -n 's/^ZOOKEEPER=127.0.0.1://p' "$L/env")
+    APISERVER_PORT=$(sed -n 's|^APISERVER=https://127.0.0.1:||p' "$L/env")
+    ETCD_PORT=$(sed -n 's|^ETCD=http://127.0.0.1:||p' "$L/env")
+    local a0; a0=$(sed -n 's|^LEGACY_AGENT_0=http://127.0.0.1:||p' "$L/env")
+    [ -n "$a0" ] && AGENT_PORT_BASE=$a0
+  fi
+  return 0
+}
+
+usage() {
+  sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//' >&2
+  exit 2
+}
+
+main() {
+  [ $# -ge 1 ] || usage
+  local sub=$1; shift
+  case $sub in
+    up) cmd_up ;;
+    down) cmd_down ;;
+    status) cmd_status ;;
+    start)
+      [ $# -eq 1 ] || usage
+      load_cp_bin
+      launch "$1"
+      wait_component "$1"
+      ;;
+    stop)
+      [ $# -eq 1 ] || usage
+      stop_component "$1"
+      ;;
+    kill)
+      [ $# -eq 1 ] || usage
+      stop_component "$1" KILL
+      ;;
+    sweep) sweep_agent_orphans "$@" ;;
+    -h | --help | help) usage ;;
+    *) usage ;;
+  esac
+}
+
+main "$@"

@@ -1,0 +1,63 @@
+package statemachine
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// label is an edge's text: the event, then the actions it triggers.
+func label(t Transition) string {
+	l := string(t.On)
+	if len(t.Actions) > 0 {
+		parts := make([]string, len(t.Actions))
+		for i, a := range t.Actions {
+			parts[i] = string(a)
+		}
+		l += " / " + strings.Join(parts, ", ")
+	}
+	return l
+}
+
+// Dot writes the table as a Graphviz digraph. Self-loops without actions are
+// left out: they are the table's explicit no-ops and would only clutter it.
+func Dot(w io.Writer) error {
+	var b strings.Builder
+	b.WriteString("digraph vktitus {\n  rankdir=LR;\n  node [shape=box, style=rounded];\n")
+	for _, s := range States() {
+		shape := ""
+		if InfoOf(s).Terminal {
+			shape = ", peripheries=2"
+		}
+		fmt.Fprintf(&b, "  %q [label=%q%s];\n", s, fmt.Sprintf("%s\\n%s / %s", s, InfoOf(s).Mesos, InfoOf(s).Titus), shape)
+	}
+	for _, t := range table {
+		if t.From == t.To && len(t.Actions) == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "  %q -> %q [label=%q];\n", t.From, t.To, label(t))
+	}
+	b.WriteString("}\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// Mermaid writes the table as a Mermaid stateDiagram, for Markdown docs.
+func Mermaid(w io.Writer) error {
+	var b strings.Builder
+	b.WriteString("stateDiagram-v2\n")
+	fmt.Fprintf(&b, "  [*] --> %s\n", Accepted)
+	for _, t := range table {
+		if t.From == t.To && len(t.Actions) == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "  %s --> %s: %s\n", t.From, t.To, label(t))
+	}
+	for _, s := range States() {
+		if InfoOf(s).Terminal {
+			fmt.Fprintf(&b, "  %s --> [*]\n", s)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
