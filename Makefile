@@ -44,7 +44,7 @@ test-unit:
 	$(GO) test $$($(GO) list ./... | grep -v /integration)
 
 # The stack is always brought down, and the exit code is go test's (or up's).
-# On failure the tails of the component logs are printed, then go test's
+# On failure the tails of the current components' logs are printed, then go test's
 # package result lines once more so that they stay the closing lines.
 test-e2e:
 	@rc=0; out=$$(mktemp); \
@@ -53,8 +53,8 @@ test-e2e:
 	  $(GO) test -count=1 -timeout $(E2E_TIMEOUT) ./integration/... 2>&1 | tee "$$out" || rc=$$?; \
 	else rc=$$?; echo "test-e2e: make up failed (exit $$rc)" >&2; fi; \
 	if [ $$rc -ne 0 ]; then \
-	  for f in .local/logs/*.log; do [ -f "$$f" ] || continue; \
-	    echo "==== tail -n 50 $$f"; tail -n 50 "$$f"; done; \
+	  for c in .local/cmd/*; do f=.local/logs/$${c##*/}.log; [ -f "$$f" ] || continue; \
+	    echo "==== tail -n 40 $$f"; tail -n 40 "$$f"; done; \
 	fi; \
 	scripts/stack.sh down >/dev/null 2>&1 || echo "test-e2e: make down failed" >&2; \
 	if [ $$rc -ne 0 ] && [ -s "$$out" ]; then \

@@ -7,8 +7,10 @@
 #   scripts/stack.sh up            start what is not running (idempotent), wait
 #                                  until usable, write .local/env
 #   scripts/stack.sh down          stop exactly what `up` started (pid files)
-#   scripts/stack.sh stop NAME     SIGTERM one component (10 s, then SIGKILL)
-#   scripts/stack.sh kill NAME     SIGKILL one component at once (a crash)
+#   scripts/stack.sh stop NAME     SIGTERM one component (10 s, then SIGKILL);
+#                                  for agent-N also its leftover containers
+#   scripts/stack.sh kill NAME     SIGKILL one component at once (a crash;
+#                                  agent-N's containers are swept as for stop)
 #   scripts/stack.sh start NAME    restart one component with its recorded
 #                                  command line, wait until it is healthy
 #   scripts/stack.sh status        one line per component
@@ -17,7 +19,8 @@
 #                                  agents: see sweep_agent_orphans
 #
 # NAME is one of: etcd kube-apiserver kube-scheduler kube-controller-manager
-# zookeeper agent-0..agent-N vk-titus.
+# zookeeper agent-0..agent-N vk-titus. up/down/start/stop/kill take a lock
+# (.local/.lock), so parallel callers are serialized.
 #
 # Environment for `up`:
 #   AGENTS=1                 number of legacy agents (0 allowed)
@@ -55,6 +58,7 @@ VK_METRICS_PORT=${VK_METRICS_PORT:-10255}
 AGENTS=${AGENTS:-1}
 VK_TITUS=${VK_TITUS:-1}
 NODE_NAME=vk-titus-0
+declare -A started_at=() # NAME -> epoch seconds of its launch by this run
 
 log() { printf 'stack: [%3ds] %s\n' "$SECONDS" "$*" >&2; }
 die() { printf 'stack: error: %s\n' "$*" >&2; exit 1; }
@@ -101,7 +105,9 @@ running() {
   exe=$(read_cmd "$name" | head -n1)
   [ -z "$exe" ] && return 0
   argv0=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n1) || return 1
-  case $argv0 in "$exe" | setsid | nohup) return 0 ;; *) return 1 ;; esac
+  # Compare base names: the recorded path may have changed since (a new
+  # control-plane version), and such a process still has to be stoppable.
+  case ${argv0##*/} in "${exe##*/}" | setsid | nohup) return 0 ;; *) return 1 ;; esac
 }
 
 # save_cmd NAME ARGS...: record the command line `start` replays.
@@ -121,7 +127,7 @@ read_cmd() {
 # survives make and the calling shell), stdin from /dev/null, output appended
 # to logs/NAME.log, pid (the program itself: setsid/nohup exec) to pids/NAME.pid.
 launch() {
-  local name=$1 pid
+  local name=$1 pid start
   local -a cmd
   [ -f "$CMDS/$name" ] || die "no recorded command line for $name (run up first)"
   if running "$name"; then
@@ -130,9 +136,12 @@ launch() {
   fi
   mapfile -t cmd < <(read_cmd "$name")
   mkdir -p "$LOGS" "$PIDS"
+  start=$(date -u +%s)
   printf '==== %s starting %s: %s\n' "$(date -Is)" "$name" "${cmd[*]}" >>"$LOGS/$name.log"
-  (cd "$root" && exec setsid nohup "${cmd[@]}" >>"$LOGS/$name.log" 2>&1 </dev/null) &
+  # fd 9 is the stack lock (see lock_stack): the component must not inherit it.
+  (cd "$root" && exec 9>&- && exec setsid nohup "${cmd[@]}" >>"$LOGS/$name.log" 2>&1 </dev/null) &
   pid=$!
+  started_at[$name]=$start
   echo "$pid" >"$PIDS/$name.pid"
   log "started $name (pid $pid)"
 }
@@ -180,15 +189,12 @@ stop_component() {
 # kill exactly the processes whose cwd is under that directory (all agents'
 # directories when no name is given). Nothing is ever matched by name.
 sweep_agent_orphans() {
-  local dir="$L/agents/" p pid cwd
+  local dir="$L/agents" pid
   local -a victims=()
-  [ $# -gt 0 ] && dir="$L/agents/$1/"
-  for p in /proc/[0-9]*; do
-    pid=${p#/proc/}
-    [ "$pid" = $$ ] && continue
-    cwd=$(readlink "$p/cwd" 2>/dev/null) || continue
-    case "$cwd/" in "$dir"*) victims+=("$pid") ;; esac
-  done
+  [ $# -gt 0 ] && dir="$L/agents/$1"
+  # One find over /proc (not a readlink per process: cheap on a busy machine).
+  mapfile -t victims < <(find /proc/[0-9]*/cwd -maxdepth 0 \( -lname "$dir" -o -lname "$dir/*" \) 2>/dev/null |
+    sed -E 's|^/proc/([0-9]+)/cwd$|\1|' | grep -vx "$$")
   [ ${#victims[@]} -eq 0 ] && return 0
   log "killing ${#victims[@]} process(es) left in ${dir#"$root/"}: ${victims[*]}"
   kill -TERM "${victims[@]}" 2>/dev/null || true
@@ -251,12 +257,21 @@ check_agent() {
 check_tcp() { timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0"' "$1"; }
 check_node_exists() { kc get node "$NODE_NAME" -o name; }
 
+# check_node_ready: Ready=True, with a heartbeat from after vk-titus's latest
+# start (etcd keeps the node from an earlier run, Ready=True included, so
+# `kubectl wait --for=condition=Ready` alone would pass on a stale status).
+check_node_ready() {
+  local out st hb since=${started_at[vk-titus]:-0}
+  out=$(kc get node "$NODE_NAME" -o jsonpath='{range .status.conditions[?(@.type=="Ready")]}{.status} {.lastHeartbeatTime}{end}') || return 1
+  read -r st hb <<<"$out"
+  [ "$st" = True ] || return 1
+  [ "$since" -eq 0 ] && return 0
+  [ -n "$hb" ] && [ "$(date -u -d "$hb" +%s)" -ge "$since" ]
+}
+
 wait_node_ready() {
   wait_for vk-titus 60 "node $NODE_NAME to register" check_node_exists
-  if ! kc wait --for=condition=Ready "node/$NODE_NAME" --timeout=120s >/dev/null; then
-    tail_log vk-titus 60
-    die "node $NODE_NAME did not become Ready"
-  fi
+  wait_for vk-titus 120 "node $NODE_NAME to be Ready" check_node_ready
   log "node $NODE_NAME Ready"
 }
 
@@ -613,7 +628,7 @@ components_desc() {
     [ -e "$f" ] || continue
     name=$(basename "$f" .pid)
     printf '%s %s\n' "$(rank "$name")" "$name"
-  done | sort -k1,1nr -k2,2r | awk '{ print $2 }'
+  done | sort -k1,1nr -k2,2Vr | awk '{ print $2 }'
 }
 
 cmd_down() {
@@ -633,7 +648,7 @@ cmd_status() {
   for f in "$CMDS"/*; do
     name=$(basename "$f")
     printf '%s %s\n' "$(rank "$name")" "$name"
-  done | sort -k1,1n -k2,2 | while read -r _ name; do
+  done | sort -k1,1n -k2,2V | while read -r _ name; do
     pid=$(pidof_component "$name")
     if running "$name"; then state=running; elif [ -n "$pid" ]; then state=dead; else state=stopped; fi
     printf '%-26s %-8s %s\n' "$name" "$state" "${pid:--}"
@@ -664,9 +679,19 @@ usage() {
   exit 2
 }
 
+# lock_stack: one up/down/start/stop/kill at a time per .local (tests may call
+# start/stop from parallel test binaries). Launched components close fd 9.
+lock_stack() {
+  command -v flock >/dev/null || return 0
+  mkdir -p "$L"
+  exec 9>"$L/.lock"
+  if ! flock -w 600 9; then die "could not lock $L/.lock within 600 s"; fi
+}
+
 main() {
   [ $# -ge 1 ] || usage
   local sub=$1; shift
+  case $sub in up | down | start | stop | kill) lock_stack ;; esac
   case $sub in
     up) cmd_up ;;
     down) cmd_down ;;

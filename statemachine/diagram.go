@@ -61,3 +61,33 @@ func Mermaid(w io.Writer) error {
 	_, err := io.WriteString(w, b.String())
 	return err
 }
+
+// StateTable writes, as a Markdown table, what every state shows to
+// Kubernetes, Mesos and Titus.
+func StateTable(w io.Writer) error {
+	var b strings.Builder
+	b.WriteString("| state | pod phase | container state | Mesos TaskState | Titus task state |\n|---|---|---|---|---|\n")
+	for _, s := range States() {
+		i := InfoOf(s)
+		phase, view := string(i.Phase), string(i.View)
+		switch i.View {
+		case ViewLast:
+			phase, view = "last known", "last known"
+		case ViewWaiting:
+			view += ": " + i.WaitingReason
+		case ViewTerminated:
+			reason := i.TerminatedReason
+			if reason == "" {
+				reason = "Completed or Error"
+			}
+			view += ": " + reason
+		}
+		titus := i.Titus
+		if i.TitusReason != "" {
+			titus += " / " + i.TitusReason
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", s, phase, view, i.Mesos, titus)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}

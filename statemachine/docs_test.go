@@ -1,0 +1,55 @@
+package statemachine
+
+import (
+	"bytes"
+	"os"
+	"strings"
+	"testing"
+)
+
+const docPath = "../docs/statemachine.md"
+
+// The diagram in the docs is the table's own output; regenerate it with
+// VKT_UPDATE_DOCS=1 go test ./statemachine/ -run TestDocsDiagram.
+func TestDocsDiagram(t *testing.T) {
+	var mm bytes.Buffer
+	if err := Mermaid(&mm); err != nil {
+		t.Fatal(err)
+	}
+	block := "```mermaid\n" + mm.String() + "```\n"
+	doc, err := os.ReadFile(docPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := strings.Index(string(doc), "```mermaid\n")
+	end := strings.Index(string(doc[max(start, 0):]), "```\n\n")
+	if start < 0 || end < 0 {
+		t.Fatalf("%s has no mermaid block", docPath)
+	}
+	current := string(doc[start : start+end+4])
+	if current == block {
+		return
+	}
+	if os.Getenv("VKT_UPDATE_DOCS") != "" {
+		updated := string(doc[:start]) + block + string(doc[start+end+4:])
+		if err := os.WriteFile(docPath, []byte(updated), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	t.Errorf("%s is stale: run VKT_UPDATE_DOCS=1 go test ./statemachine/ -run TestDocsDiagram", docPath)
+}
+
+func TestDocsStateTable(t *testing.T) {
+	var tbl bytes.Buffer
+	if err := StateTable(&tbl); err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile(docPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(doc), tbl.String()) {
+		t.Errorf("%s: the state table differs from the code's; it should read:\n%s", docPath, tbl.String())
+	}
+}
