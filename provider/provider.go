@@ -39,10 +39,7 @@ type Options struct {
 	Pods       corev1listers.PodLister
 	ConfigMaps corev1listers.ConfigMapLister
 	Secrets    corev1listers.SecretLister
-	// Annotate writes the container-info annotation back onto a pod that came
-	// without one; it must not block (it queues).
-	Annotate func(namespace, name, value string)
-	Log      *logrus.Entry
+	Log        *logrus.Entry
 }
 
 // Provider implements nodeutil.Provider and node.PodNotifier for one agent.
@@ -131,9 +128,10 @@ func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 		p.finish(rec)
 		return nil
 	}
-	if annotation != "" && p.opts.Annotate != nil {
-		p.opts.Annotate(pod.Namespace, pod.Name, annotation)
-	}
+	// The pod controller writes status with the provider's copy of the pod,
+	// metadata included, so the annotation reaches the API with the first
+	// status update: no call of its own.
+	rec.annotation = annotation
 	byName := make(map[string]translate.Launch, len(launches))
 	for _, l := range launches {
 		byName[l.ContainerName] = l
@@ -169,6 +167,7 @@ func (p *Provider) DeletePod(ctx context.Context, pod *corev1.Pod) error {
 		return errdefs.NotFoundf("pod %s/%s is not known to the provider", pod.Namespace, pod.Name)
 	}
 	rec.mu.Lock()
+	rec.pod = pod.DeepCopy()
 	rec.deleting = true
 	if pod.DeletionGracePeriodSeconds != nil {
 		g := time.Duration(*pod.DeletionGracePeriodSeconds) * time.Second

@@ -26,9 +26,13 @@ type podRecord struct {
 	deleting bool
 	grace    *time.Duration // the deletion's grace period, when it set one
 	started  metav1.Time
-	reason   string // pod-level reason (NodeLost, InvalidContainerInfo)
-	message  string
-	status   corev1.PodStatus // as last published
+	// annotation is the container-info annotation the bridge derived for a
+	// pod that came without one; it stays on every copy the pod controller
+	// gets, so a metadata update racing the first status write keeps it.
+	annotation string
+	reason     string // pod-level reason (NodeLost, InvalidContainerInfo)
+	message    string
+	status     corev1.PodStatus // as last published
 }
 
 // ctr is one pod container: one legacy container per run.
@@ -125,6 +129,12 @@ func (r *podRecord) terminal() bool {
 
 func (r *podRecord) podWithStatus() *corev1.Pod {
 	pod := r.pod.DeepCopy()
+	if r.annotation != "" && pod.Annotations[translate.AnnotationContainerInfo] == "" {
+		if pod.Annotations == nil {
+			pod.Annotations = map[string]string{}
+		}
+		pod.Annotations[translate.AnnotationContainerInfo] = r.annotation
+	}
 	pod.Status = *r.status.DeepCopy()
 	return pod
 }

@@ -33,29 +33,28 @@ import (
 
 // opts are node-cli's flags, same names and meanings.
 type opts struct {
-	kubeconfig       string
-	nodeName         string
-	providerName     string
-	providerConfig   string
-	os               string
-	logLevel         string
-	logFormat        string
-	podSyncWorkers   int
-	fullResync       time.Duration
-	startupTimeout   time.Duration
-	disableTaint     bool
-	taintKey         string
-	taintEffect      string
-	metricsAddr      string
-	enableNodeLease  bool
-	clientVerifyCA   string
-	noVerifyClients  bool
-	listenPort       int
-	tlsCert, tlsKey  string
-	kubeAPIQPS       float32
-	kubeAPIBurst     int
-	nodeIP           string
-	annotatorWorkers int
+	kubeconfig      string
+	nodeName        string
+	providerName    string
+	providerConfig  string
+	os              string
+	logLevel        string
+	logFormat       string
+	podSyncWorkers  int
+	fullResync      time.Duration
+	startupTimeout  time.Duration
+	disableTaint    bool
+	taintKey        string
+	taintEffect     string
+	metricsAddr     string
+	enableNodeLease bool
+	clientVerifyCA  string
+	noVerifyClients bool
+	listenPort      int
+	tlsCert, tlsKey string
+	kubeAPIQPS      float32
+	kubeAPIBurst    int
+	nodeIP          string
 }
 
 func envOr(key, def string) string {
@@ -101,7 +100,6 @@ func newRunCommand() *cobra.Command {
 	f.Float32Var(&o.kubeAPIQPS, "kube-api-qps", 200, "QPS to use while talking with the Kubernetes API server")
 	f.IntVar(&o.kubeAPIBurst, "kube-api-burst", 400, "burst to use while talking with the Kubernetes API server")
 	f.StringVar(&o.nodeIP, "node-ip", envOr("VKUBELET_POD_IP", "127.0.0.1"), "address the API server reaches this process's kubelet API at")
-	f.IntVar(&o.annotatorWorkers, "annotation-workers", 4, "workers writing the container-info annotation back onto pods")
 	return cmd
 }
 
@@ -160,13 +158,10 @@ func run(ctx context.Context, o *opts) error {
 	if o.metricsAddr != "" {
 		go serveMetrics(ctx, o.metricsAddr, base)
 	}
-	annotator := provider.NewAnnotator(client, base)
-	go annotator.Run(ctx, o.annotatorWorkers)
-
 	names := cfg.NodeNames(o.nodeName)
 	errs := make(chan error, len(cfg.Agents))
 	for i, a := range cfg.Agents {
-		n, prov, err := newNode(ctx, o, cfg, client, annotator, a, names[i], o.listenPort+i, base)
+		n, prov, err := newNode(ctx, o, cfg, client, a, names[i], o.listenPort+i, base)
 		if err != nil {
 			return fmt.Errorf("node %s (agent %s): %w", names[i], a.Endpoint, err)
 		}
@@ -190,7 +185,7 @@ func run(ctx context.Context, o *opts) error {
 	}
 }
 
-func newNode(ctx context.Context, o *opts, cfg *provider.Config, client kubernetes.Interface, annotator *provider.Annotator,
+func newNode(ctx context.Context, o *opts, cfg *provider.Config, client kubernetes.Interface,
 	agent provider.AgentConfig, name string, port int, base *logrus.Entry) (*nodeutil.Node, *provider.Provider, error) {
 	log := base.WithField("node", name)
 	eb := record.NewBroadcaster()
@@ -204,7 +199,7 @@ func newNode(ctx context.Context, o *opts, cfg *provider.Config, client kubernet
 			NodeName: name, Agent: agent, Config: cfg,
 			Client:   agentclient.New(agent.Endpoint, agentclient.Options{CallTimeout: cfg.Timeouts.AgentCall.Duration}),
 			Recorder: recorder, Pods: pc.Pods, ConfigMaps: pc.ConfigMaps, Secrets: pc.Secrets,
-			Annotate: annotator.Enqueue, Log: log,
+			Log: log,
 		})
 		prov.Start(ctx)
 		prov.ConfigureNode(pc.Node, o.nodeIP, int32(port), o.os)
