@@ -12,9 +12,6 @@ import (
 	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
 	"github.com/virtual-kubelet/virtual-kubelet/node/api"
 	corev1 "k8s.io/api/core/v1"
-	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
-
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/vk-titus/vk-titus/legacy/agentclient"
 	sm "github.com/vk-titus/vk-titus/statemachine"
@@ -224,14 +221,4 @@ func (p *Provider) AttachToContainer(ctx context.Context, namespace, podName, co
 // PortForward is not possible: containers share the agent's host network.
 func (p *Provider) PortForward(ctx context.Context, namespace, pod string, port int32, stream io.ReadWriteCloser) error {
 	return errdefs.InvalidInputf("port-forward to %s/%s: not supported; pods use the agent's host network at %s", namespace, pod, p.hostIP)
-}
-
-// GetStatsSummary is not served yet.
-func (p *Provider) GetStatsSummary(context.Context) (*statsv1alpha1.Summary, error) {
-	return nil, errdefs.InvalidInput("stats summary: not supported by vk-titus yet")
-}
-
-// GetMetricsResource is not served yet.
-func (p *Provider) GetMetricsResource(context.Context) ([]*dto.MetricFamily, error) {
-	return nil, errdefs.InvalidInput("resource metrics: not supported by vk-titus yet")
 }

@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/vk-titus/vk-titus/legacy/agentclient"
 	sm "github.com/vk-titus/vk-titus/statemachine"
@@ -200,12 +201,17 @@ func (h *health) check(ctx context.Context) error {
 	if !changed {
 		return err
 	}
-	ev := sm.AgentBack
+	ev, reason, typ := sm.AgentBack, "NodeReady", corev1.EventTypeNormal
 	if err != nil {
-		ev = sm.AgentUnreachable
+		ev, reason, typ = sm.AgentUnreachable, "NodeNotReady", corev1.EventTypeWarning
 		h.p.log.WithError(err).Warn("agent unreachable")
 	} else {
 		h.p.log.Info("agent answering")
+	}
+	if r := h.p.opts.Recorder; r != nil {
+		// The kubelet's own node reference: events attach to the node by name.
+		ref := &corev1.ObjectReference{Kind: "Node", Name: h.p.opts.NodeName, UID: types.UID(h.p.opts.NodeName)}
+		r.Eventf(ref, typ, reason, "Node %s status is now: %s (legacy agent %s)", h.p.opts.NodeName, reason, h.p.agent.Endpoint())
 	}
 	if node != nil && cb != nil {
 		cb(node)
@@ -262,7 +268,6 @@ func (h *health) isLive(id string) bool {
 
 func (h *health) listLive(ctx context.Context) (map[string]bool, error) {
 	list, err := h.p.agent.Containers(ctx)
-	agentCalls.WithLabelValues("get_containers", outcome(err)).Inc()
 	if err != nil {
 		return nil, fmt.Errorf("listing containers: %w", err)
 	}

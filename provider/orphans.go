@@ -37,14 +37,12 @@ func (p *Provider) CleanOrphans(ctx context.Context) error {
 		log := p.log.WithField("task", id)
 		log.Warn("container of a pod that no longer exists: killing it")
 		err := p.agent.Kill(ctx, id, syscall.SIGKILL)
-		agentCalls.WithLabelValues("kill", outcome(err)).Inc()
 		if err != nil {
 			log.WithError(err).Warn("orphan kill failed")
 			continue
 		}
 		// REMOVE needs the container to have ended; one WAIT says when.
 		_, err = p.agent.Wait(ctx, id)
-		agentCalls.WithLabelValues("wait", outcome(err)).Inc()
 		p.remove(ctx, id, log)
 	}
 	return nil

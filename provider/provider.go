@@ -20,6 +20,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corev1listers "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/record"
 
@@ -57,8 +58,10 @@ type Provider struct {
 	notifyMu sync.RWMutex
 	notify   func(*corev1.Pod)
 
-	waits  *waiter
-	health *health
+	waits   *waiter
+	health  *health
+	usage   usage
+	started metav1.Time
 }
 
 // New builds a provider; Start must run before pods arrive.
@@ -71,6 +74,7 @@ func New(o Options) *Provider {
 		backoff: o.Config.Timeouts.RestartBackoff.or(10 * time.Second),
 		maxBack: o.Config.Timeouts.MaxBackoff.or(5 * time.Minute),
 		pods:    map[string]*podRecord{},
+		started: metav1.Now(),
 	}
 	maxWaits := o.Config.MaxWaits
 	if maxWaits == 0 {
@@ -78,6 +82,7 @@ func New(o Options) *Provider {
 	}
 	p.health = newHealth(p)
 	p.waits = newWaiter(p, maxWaits)
+	states.add(p)
 	return p
 }
 

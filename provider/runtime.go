@@ -152,7 +152,6 @@ func (p *Provider) act(rec *podRecord, c *ctr, a sm.Action, log *logrus.Entry) [
 	switch a {
 	case sm.DoLaunch:
 		existed, err := p.agent.Launch(ctx, id, &c.launch)
-		agentCalls.WithLabelValues("launch", outcome(err)).Inc()
 		switch {
 		case err == nil && existed:
 			return []sm.Event{{Type: sm.LaunchExists}}
@@ -183,7 +182,6 @@ func (p *Provider) act(rec *podRecord, c *ctr, a sm.Action, log *logrus.Entry) [
 			sig = syscall.SIGKILL
 		}
 		err := p.agent.Kill(ctx, id, sig)
-		agentCalls.WithLabelValues("kill", outcome(err)).Inc()
 		switch {
 		case errors.Is(err, agentclient.ErrNotFound):
 			return []sm.Event{{Type: sm.ReconciledNotFound}}
@@ -215,7 +213,6 @@ func (p *Provider) act(rec *podRecord, c *ctr, a sm.Action, log *logrus.Entry) [
 
 func (p *Provider) remove(ctx context.Context, id string, log *logrus.Entry) {
 	err := p.agent.Remove(ctx, id)
-	agentCalls.WithLabelValues("remove", outcome(err)).Inc()
 	if err != nil && !errors.Is(err, agentclient.ErrNotFound) {
 		log.WithError(err).WithField("task", id).Warn("remove failed; the sandbox stays on the agent")
 	}

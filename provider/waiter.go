@@ -101,7 +101,6 @@ func (w *waiter) longPoll(ctx context.Context, t target, id string) {
 
 // deliver turns a WAIT answer into an event; false means try again later.
 func (w *waiter) deliver(t target, exit agentclient.Exit, err error) bool {
-	agentCalls.WithLabelValues("wait", outcome(err)).Inc()
 	switch {
 	case err == nil:
 		w.p.fire(t.rec, t.c, sm.Event{Type: sm.ContainerExited, ExitCode: exit.Code, Signal: exit.Signal, Reason: exit.Reason, Message: exit.Message})

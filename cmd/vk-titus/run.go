@@ -197,7 +197,8 @@ func newNode(ctx context.Context, o *opts, cfg *provider.Config, client kubernet
 	newProvider := func(pc nodeutil.ProviderConfig) (nodeutil.Provider, node.NodeProvider, error) {
 		prov = provider.New(provider.Options{
 			NodeName: name, Agent: agent, Config: cfg,
-			Client:   agentclient.New(agent.Endpoint, agentclient.Options{CallTimeout: cfg.Timeouts.AgentCall.Duration}),
+			Client: agentclient.New(agent.Endpoint, agentclient.Options{
+				CallTimeout: cfg.Timeouts.AgentCall.Duration, Observe: provider.ObserveAgentCall}),
 			Recorder: recorder, Pods: pc.Pods, ConfigMaps: pc.ConfigMaps, Secrets: pc.Secrets,
 			Log: log,
 		})

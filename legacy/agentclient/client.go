@@ -43,6 +43,9 @@ type Options struct {
 	// mesos-go's own default of 2 would reconnect on nearly every call under
 	// a burst.
 	MaxIdleConns int
+	// Observe, when set, is told of every call: its type, how long it took
+	// and its (classified) error. Metrics hang off it.
+	Observe func(call string, took time.Duration, err error)
 }
 
 // Client talks to one agent.
@@ -50,6 +53,7 @@ type Client struct {
 	endpoint string
 	sender   calls.Sender
 	timeout  time.Duration
+	observe  func(string, time.Duration, error)
 }
 
 type statusKey struct{}
@@ -88,7 +92,11 @@ func New(endpoint string, o Options) *Client {
 			}
 		}),
 	)
-	return &Client{endpoint: endpoint, sender: httpagent.NewSender(cli.Send), timeout: o.CallTimeout}
+	observe := o.Observe
+	if observe == nil {
+		observe = func(string, time.Duration, error) {}
+	}
+	return &Client{endpoint: endpoint, sender: httpagent.NewSender(cli.Send), timeout: o.CallTimeout, observe: observe}
 }
 
 // Endpoint is the agent's base URL.
@@ -120,7 +128,9 @@ func (c *Client) bounded(ctx context.Context) (context.Context, context.CancelFu
 }
 
 // call sends a call that answers with a body and decodes it.
-func (c *Client) call(ctx context.Context, call *agent.Call) (*agent.Response, error) {
+func (c *Client) call(ctx context.Context, call *agent.Call) (out *agent.Response, err error) {
+	start := time.Now()
+	defer func() { c.observe(call.Type.String(), time.Since(start), err) }()
 	res, err := c.sender.Send(ctx, calls.NonStreaming(call))
 	if res != nil {
 		defer res.Close()
@@ -128,16 +138,19 @@ func (c *Client) call(ctx context.Context, call *agent.Call) (*agent.Response, e
 	if err != nil {
 		return nil, classify(call.Type, err)
 	}
-	var out agent.Response
-	if err := res.Decode(&out); err != nil {
+	out = &agent.Response{}
+	if err := res.Decode(out); err != nil {
 		return nil, fmt.Errorf("%s: decode: %w: %w", call.Type, ErrUnavailable, err)
 	}
-	return &out, nil
+	return out, nil
 }
 
 func (c *Client) noData(ctx context.Context, call *agent.Call) (status int, err error) {
+	start := time.Now()
 	ctx = context.WithValue(ctx, statusKey{}, &status)
-	return status, classify(call.Type, calls.SendNoData(ctx, c.sender, calls.NonStreaming(call)))
+	err = classify(call.Type, calls.SendNoData(ctx, c.sender, calls.NonStreaming(call)))
+	c.observe(call.Type.String(), time.Since(start), err)
+	return status, err
 }
 
 // Health is GET_HEALTH.
