@@ -363,7 +363,9 @@ make_pki() {
   cert kube-scheduler "/CN=system:kube-scheduler" clientAuth
   cert kube-controller-manager "/CN=system:kube-controller-manager" clientAuth
   cert apiserver-kubelet-client "/O=system:masters/CN=system:kube-apiserver-kubelet-client" clientAuth
-  cert vk-titus "/O=system:masters/CN=vk-titus" clientAuth
+  # vk-titus runs with the least-privilege RBAC of manifests/base (see
+  # apply_rbac), not as a cluster admin, so the stack proves the ClusterRole.
+  cert vk-titus "/CN=vk-titus" clientAuth
   cert kubelet "/CN=$NODE_NAME" serverAuth "IP:127.0.0.1,DNS:localhost,DNS:$NODE_NAME"
   if [ ! -s "$PKI/sa.key" ] || [ ! -s "$PKI/sa.pub" ]; then
     openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
@@ -573,6 +575,30 @@ write_env() {
   mv "$f" "$L/env"
 }
 
+# apply_rbac: the ClusterRole and lease Role of manifests/base, bound to the
+# stack's vk-titus user (its client certificate's CN) as the manifests bind
+# them to the in-cluster ServiceAccount.
+apply_rbac() {
+  cat >"$L/rbac-local.yaml" <<EOF
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: vk-titus-local-user
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: vk-titus}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: vk-titus}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: vk-titus-local-user
+  namespace: kube-node-lease
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: vk-titus-node-lease}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: vk-titus}]
+EOF
+  kc apply -f "$root/manifests/base/rbac.yaml" -f "$L/rbac-local.yaml" >/dev/null ||
+    die "applying vk-titus RBAC failed"
+}
+
 # ---------------------------------------------------------------- commands
 
 cmd_up() {
@@ -611,6 +637,7 @@ cmd_up() {
   wait_component kube-controller-manager
   wait_for kube-controller-manager 90 "the default ServiceAccount (controller-manager)" check_default_sa
   if [ "$VK_TITUS" != 0 ]; then
+    apply_rbac
     launch vk-titus
     wait_component vk-titus
   else
