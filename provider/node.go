@@ -163,6 +163,7 @@ func (p *Provider) Start(ctx context.Context) {
 		p.log.WithError(err).Warn("agent not answering at start; node stays NotReady until it does")
 	}
 	go h.run(ctx)
+	go p.probes.run(ctx)
 }
 
 // check asks the agent; it returns nil when it answered.

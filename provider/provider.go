@@ -60,6 +60,7 @@ type Provider struct {
 
 	waits   *waiter
 	health  *health
+	probes  *prober
 	usage   usage
 	started metav1.Time
 }
@@ -82,6 +83,7 @@ func New(o Options) *Provider {
 	}
 	p.health = newHealth(p)
 	p.waits = newWaiter(p, maxWaits)
+	p.probes = newProber(p)
 	states.add(p)
 	return p
 }

@@ -50,6 +50,7 @@ type ctr struct {
 	startedAt metav1.Time // when the current run started
 	last      *corev1.ContainerStateTerminated
 	timer     *time.Timer
+	probes    probeState
 }
 
 func newPodRecord(pod *corev1.Pod) *podRecord {
@@ -241,8 +242,8 @@ func (r *podRecord) containerStatus(c *ctr) corev1.ContainerStatus {
 	switch info.View {
 	case statemachine.ViewRunning:
 		cs.State.Running = &corev1.ContainerStateRunning{StartedAt: c.since}
-		cs.Ready = !c.init && c.shown == statemachine.Running
-		started := true
+		cs.Ready = !c.init && c.shown == statemachine.Running && c.probes.ready
+		started := c.probes.started
 		cs.Started = &started
 	case statemachine.ViewTerminated:
 		cs.State.Terminated = c.terminated(c.shown)

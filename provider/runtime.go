@@ -77,6 +77,9 @@ func (p *Provider) apply(rec *podRecord, c *ctr, t sm.Transition, ev sm.Event) {
 		c.last.StartedAt = c.startedAt
 		c.last.ContainerID = "mesos://" + c.runID(rec.uid)
 	}
+	if t.To == sm.Running && c.state != sm.Running {
+		p.probes.containerStarted(rec, c)
+	}
 	c.state = t.To
 	if sm.InfoOf(t.To).View != sm.ViewLast && c.shown != t.To {
 		if sm.InfoOf(c.shown).View != sm.InfoOf(t.To).View {

@@ -36,6 +36,7 @@ var infos = map[State]Info{
 	Running:      {Phase: corev1.PodRunning, View: ViewRunning, Mesos: "TASK_RUNNING", Titus: "Started"},
 	BackOff:      {Phase: corev1.PodRunning, View: ViewWaiting, WaitingReason: "CrashLoopBackOff", Mesos: "TASK_STAGING", Titus: "Launched"},
 	Killing:      {Phase: corev1.PodRunning, View: ViewRunning, Mesos: "TASK_KILLING", Titus: "KillInitiated"},
+	Restarting:   {Phase: corev1.PodRunning, View: ViewRunning, Mesos: "TASK_KILLING", Titus: "KillInitiated"},
 	Disconnected: {View: ViewLast, Mesos: "TASK_UNREACHABLE", Titus: "Disconnected"},
 	Reconciling:  {View: ViewLast, Mesos: "TASK_UNREACHABLE", Titus: "Disconnected"},
 	Succeeded:    {Phase: corev1.PodSucceeded, View: ViewTerminated, TerminatedReason: "Completed", Mesos: "TASK_FINISHED", Titus: "Finished", TitusReason: "normal", Terminal: true},
@@ -47,7 +48,7 @@ var infos = map[State]Info{
 
 // States lists every state in lifecycle order.
 func States() []State {
-	return []State{Accepted, Launching, Starting, Running, BackOff, Killing, Disconnected, Reconciling,
+	return []State{Accepted, Launching, Starting, Running, BackOff, Killing, Restarting, Disconnected, Reconciling,
 		Succeeded, Failed, Rejected, Killed, Lost}
 }
 

@@ -18,6 +18,7 @@ const (
 	Running      State = "running"      // the process runs; a WAIT is (or will be) pending
 	BackOff      State = "backoff"      // exited, restart scheduled by the restart policy
 	Killing      State = "killing"      // SIGTERM sent, grace period running
+	Restarting   State = "restarting"   // killed for a failed liveness or startup probe
 	Disconnected State = "disconnected" // the agent cannot be reached; last status stands
 	Reconciling  State = "reconciling"  // the agent is back; asking it what happened
 	Succeeded    State = "succeeded"    // exited 0, not restarted
@@ -49,6 +50,7 @@ const (
 	RestartDue         EventType = "restart-due"         // the back-off delay has passed
 	DeleteRequested    EventType = "delete-requested"    // the pod is being deleted
 	GraceExpired       EventType = "grace-expired"       // the termination grace period is over
+	LivenessFailed     EventType = "liveness-failed"     // a liveness (or startup) probe failed failureThreshold times
 	AgentUnreachable   EventType = "agent-unreachable"   // calls to the agent fail
 	AgentBack          EventType = "agent-back"          // the agent answers again
 	AgentGone          EventType = "agent-gone"          // the master or an operator declared it gone

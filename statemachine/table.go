@@ -72,6 +72,9 @@ var table = concat(
 	},
 	exits(Starting),
 	[]Transition{
+		// The kubelet kills a container whose liveness probe fails; what
+		// follows its exit is the restart policy's call, as for any exit.
+		row(Running, LivenessFailed, Restarting, normal("Killing"), DoKill, DoStartGrace),
 		row(Running, DeleteRequested, Killing, normal("Killing"), DoKill, DoStartGrace),
 		row(Running, AgentUnreachable, Disconnected, nil),
 		row(Running, AgentGone, Lost, warning("NodeLost")),
@@ -80,6 +83,16 @@ var table = concat(
 	},
 	exits(Running),
 	ignored(Running, ContainerRunning, AgentBack),
+	exits(Restarting),
+	[]Transition{
+		row(Restarting, GraceExpired, Restarting, nil, DoKillForce),
+		// SIGTERM is already sent; the deletion's own grace period applies.
+		row(Restarting, DeleteRequested, Killing, nil, DoStartGrace),
+		row(Restarting, AgentUnreachable, Disconnected, nil),
+		row(Restarting, AgentGone, Lost, warning("NodeLost")),
+		row(Restarting, ReconciledNotFound, Lost, warning("ContainerLost")),
+	},
+	ignored(Restarting, ContainerRunning, AgentBack, LivenessFailed),
 	[]Transition{
 		row(BackOff, RestartDue, Launching, nil, DoLaunch),
 		row(BackOff, DeleteRequested, Killed, nil, DoRemove),
