@@ -244,12 +244,15 @@ func TestDeploymentThreeReplicas(t *testing.T) {
 func TestRestartReadoptsWithoutRelaunch(t *testing.T) {
 	keep := fmt.Sprintf("vkt-e2e-keep-%d", time.Now().UnixNano())
 	orphan := fmt.Sprintf("vkt-e2e-orphan-%d", time.Now().UnixNano())
+	graceful := fmt.Sprintf("vkt-e2e-graceful-%d", time.Now().UnixNano())
 	create(t, virtualPod("keep", "sleep 600; : "+keep))
+	create(t, virtualPod("deleted-while-down", "sleep 600; : "+graceful))
 	create(t, virtualPod("orphan", "sleep 600; : "+orphan))
 	create(t, virtualPod("finishes", "sleep 3; exit 4"))
 	waitPod(t, "keep", 60*time.Second, "Running", phaseIs(corev1.PodRunning))
 	waitPod(t, "orphan", 60*time.Second, "Running", phaseIs(corev1.PodRunning))
 	waitPod(t, "finishes", 60*time.Second, "Running", phaseIs(corev1.PodRunning))
+	waitPod(t, "deleted-while-down", 60*time.Second, "Running", phaseIs(corev1.PodRunning))
 	before := processesWith(keep)
 	if len(before) != 1 {
 		t.Fatalf("keep: processes %v", before)
@@ -258,8 +261,10 @@ func TestRestartReadoptsWithoutRelaunch(t *testing.T) {
 	if err := env.Kill("vk-titus"); err != nil {
 		t.Fatal(err)
 	}
-	// While the bridge is down: one pod is force-deleted, one finishes.
+	// While the bridge is down: one pod is force-deleted, one deleted the
+	// ordinary way (it waits for its kubelet), one finishes.
 	kubectl(t, "delete", "pod", "-n", ns, "orphan", "--grace-period=0", "--force")
+	kubectl(t, "delete", "pod", "-n", ns, "deleted-while-down", "--wait=false")
 	time.Sleep(4 * time.Second)
 	if err := env.Start("vk-titus"); err != nil {
 		t.Fatal(err)
@@ -270,6 +275,8 @@ func TestRestartReadoptsWithoutRelaunch(t *testing.T) {
 		t.Errorf("finishes: %+v", p.Status.ContainerStatuses[0].State)
 	}
 	waitNoProcess(t, orphan, 30*time.Second)
+	waitGone(t, "deleted-while-down", 60*time.Second)
+	waitNoProcess(t, graceful, 10*time.Second)
 	after := processesWith(keep)
 	if len(after) != 1 || after[0] != before[0] {
 		t.Errorf("keep was relaunched: before %v after %v", before, after)

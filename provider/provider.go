@@ -109,15 +109,27 @@ func (p *Provider) records() []*podRecord {
 // CreatePod admits a pod: it translates it and starts its first containers.
 // It is idempotent, as the pod controller may call it again.
 func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
-	key := podKey(pod.Namespace, pod.Name)
 	if r := p.record(pod.Namespace, pod.Name); r != nil && r.uid == pod.UID {
 		return nil
 	}
+	rec, err := p.admit(pod)
+	if err != nil {
+		return err
+	}
+	p.advance(rec)
+	p.finish(rec)
+	return nil
+}
+
+// admit translates a pod and registers its record, returned locked. A pod
+// that can never run is failed here; a transient error (a referenced
+// ConfigMap or Secret not there yet) is returned for the pod controller to
+// retry with back-off, as the kubelet waits for volumes.
+func (p *Provider) admit(pod *corev1.Pod) (*podRecord, error) {
+	key := podKey(pod.Namespace, pod.Name)
 	launches, annotation, err := translate.PodLaunches(pod, resolver{p.opts.ConfigMaps, p.opts.Secrets})
 	if err != nil && !errors.Is(err, translate.ErrInvalidSpec) {
-		// A referenced ConfigMap or Secret not there yet: the pod controller
-		// retries CreatePod with back-off, as the kubelet waits for volumes.
-		return fmt.Errorf("pod %s: %w", key, err)
+		return nil, fmt.Errorf("pod %s: %w", key, err)
 	}
 	rec := newPodRecord(pod)
 	rec.mu.Lock()
@@ -132,8 +144,7 @@ func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 		for _, c := range rec.ctrs {
 			p.step(rec, c, statemachine.Event{Type: statemachine.InvalidSpec, Reason: "InvalidContainerInfo", Message: err.Error()})
 		}
-		p.finish(rec)
-		return nil
+		return rec, nil
 	}
 	// The pod controller writes status with the provider's copy of the pod,
 	// metadata included, so the annotation reaches the API with the first
@@ -148,9 +159,7 @@ func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 		c.adoptFrom(pod)
 	}
 	log.Debug("pod accepted")
-	p.advance(rec)
-	p.finish(rec)
-	return nil
+	return rec, nil
 }
 
 // UpdatePod takes the new spec; the kubelet lets little change on a running
@@ -170,19 +179,32 @@ func (p *Provider) UpdatePod(ctx context.Context, pod *corev1.Pod) error {
 // run the grace period; it may be called several times.
 func (p *Provider) DeletePod(ctx context.Context, pod *corev1.Pod) error {
 	rec := p.record(pod.Namespace, pod.Name)
-	if rec == nil {
-		return errdefs.NotFoundf("pod %s/%s is not known to the provider", pod.Namespace, pod.Name)
+	if rec != nil && rec.uid == pod.UID {
+		rec.mu.Lock()
+	} else {
+		// A pod deleted while the bridge was down: adopt what it left on
+		// the agent so that it is killed, not orphaned.
+		var err error
+		if rec, err = p.admit(pod); err != nil {
+			return err
+		}
 	}
-	rec.mu.Lock()
 	rec.pod = pod.DeepCopy()
 	rec.deleting = true
 	if pod.DeletionGracePeriodSeconds != nil {
 		g := time.Duration(*pod.DeletionGracePeriodSeconds) * time.Second
 		rec.grace = &g
 	}
+	// Every container hears it, finished ones too: their rows remove the
+	// sandbox. Containers that cannot act on it now (unreachable agent)
+	// get it again from advance once they can.
 	for _, c := range rec.ctrs {
+		if c.state == statemachine.Accepted && c.adopt {
+			continue // advance reconciles it first
+		}
 		p.step(rec, c, statemachine.Event{Type: statemachine.DeleteRequested})
 	}
+	p.advance(rec)
 	p.finish(rec)
 	return nil
 }

@@ -120,8 +120,11 @@ func eventMessage(reason string, rec *podRecord, c *ctr, ev sm.Event) string {
 func (p *Provider) advance(rec *podRecord) {
 	if rec.deleting {
 		for _, c := range rec.ctrs {
-			switch c.state {
-			case sm.Accepted, sm.Starting, sm.Running, sm.BackOff:
+			switch {
+			case c.state == sm.Accepted && c.adopt:
+				// It may still run on the agent: find out before ending it.
+				p.step(rec, c, sm.Event{Type: sm.Adopt})
+			case c.state == sm.Accepted, c.state == sm.Starting, c.state == sm.Running, c.state == sm.BackOff:
 				p.step(rec, c, sm.Event{Type: sm.DeleteRequested})
 			}
 		}
