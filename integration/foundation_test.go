@@ -75,13 +75,7 @@ func TestPodRunsAsHostProcess(t *testing.T) {
 	if ci.GetMesos().GetImage().GetDocker().GetName() != "busybox" {
 		t.Errorf("annotation image: %+v", ci)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(kubectl(t, "logs", "-n", ns, "runs"), "hello from legacy") {
-		if time.Now().After(deadline) {
-			t.Fatalf("kubectl logs never showed the output")
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	waitLogs(t, "runs", "hello from legacy")
 	kubectl(t, "delete", "pod", "-n", ns, "runs", "--wait=false")
 	waitGone(t, "runs", 60*time.Second)
 	waitNoProcess(t, token, 10*time.Second)

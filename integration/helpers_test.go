@@ -241,3 +241,20 @@ func waitEvent(t *testing.T, pod, reason string, d time.Duration) corev1.Event {
 	t.Fatalf("no %s event on pod %s within %s: %+v", reason, pod, d, events(t, pod))
 	return corev1.Event{}
 }
+
+// waitLogs waits until `kubectl logs` (through the API server and the
+// node's kubelet API) shows want.
+func waitLogs(t *testing.T, pod, want string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out := kubectl(t, "logs", "-n", ns, pod)
+		if strings.Contains(out, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kubectl logs %s never showed %q; last:\n%s", pod, want, out)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}

@@ -177,12 +177,6 @@ func TestKubeletAPIIsSecured(t *testing.T) {
 	if code := get(tok.Status.Token); code != http.StatusForbidden {
 		t.Errorf("service account without rights: %d, want 403", code)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(kubectl(t, "logs", "-n", ns, "secured"), "secret-output") {
-		if time.Now().After(deadline) {
-			t.Fatal("kubectl logs through the API server does not work")
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	waitLogs(t, "secured", "secret-output")
 	kubectl(t, "delete", "pod", "-n", ns, "secured", "--wait=false")
 }
