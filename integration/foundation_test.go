@@ -10,6 +10,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -230,6 +231,32 @@ func TestDeploymentThreeReplicas(t *testing.T) {
 	}
 	if err := client.AppsV1().Deployments(ns).Delete(context.Background(), "web", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestJobCompletes(t *testing.T) {
+	tmpl := virtualPod("", "echo working; exit 0")
+	tmpl.Spec.RestartPolicy = corev1.RestartPolicyOnFailure
+	job := &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: "batch", Namespace: ns},
+		Spec: batchv1.JobSpec{
+			Completions: ptr(int32(2)), Parallelism: ptr(int32(2)), BackoffLimit: ptr(int32(1)),
+			Template: corev1.PodTemplateSpec{Spec: tmpl.Spec},
+		},
+	}
+	if _, err := client.BatchV1().Jobs(ns).Create(context.Background(), job, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		got, err := client.BatchV1().Jobs(ns).Get(context.Background(), "batch", metav1.GetOptions{})
+		if err == nil && got.Status.Succeeded == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job not complete: %+v", got.Status)
+		}
+		time.Sleep(time.Second)
 	}
 }
 
