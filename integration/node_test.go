@@ -103,25 +103,33 @@ func metricValue(body, series string) float64 {
 	return -1
 }
 
+// The metrics move with the pods: the running gauge counts a running pod,
+// and the transition counters count its start and its end. (Other tests'
+// pods come and go meanwhile, so only monotonic counters are compared.)
 func TestPrometheusMetricsMove(t *testing.T) {
-	series := fmt.Sprintf(`vktitus_containers{node="%s",state="running"}`, env.NodeName)
-	before := metricValue(scrape(t), series)
-	if before < 0 {
-		t.Fatalf("no %s in /metrics", series)
-	}
+	running := fmt.Sprintf(`vktitus_containers{node="%s",state="running"}`, env.NodeName)
+	started := `vktitus_state_transitions_total{from="starting",to="running"}`
+	killed := `vktitus_state_transitions_total{from="killing",to="killed"}`
+	before := scrape(t)
 	create(t, virtualPod("metrics", "sleep 600"))
 	waitPod(t, "metrics", 60*time.Second, "Running", phaseIs(corev1.PodRunning))
-	body := scrape(t)
-	if got := metricValue(body, series); got < before+1 {
-		t.Errorf("%s: %v before, %v with one more pod running", series, before, got)
+	during := scrape(t)
+	if metricValue(during, running) < 1 {
+		t.Errorf("%s = %v with a pod running", running, metricValue(during, running))
 	}
-	for _, want := range []string{`vktitus_state_transitions_total{from="starting",to="running"}`,
-		`vktitus_agent_calls_total{call="launch_container",outcome="ok"}`, "vktitus_agent_call_duration_seconds_bucket", "go_goroutines"} {
-		if !strings.Contains(body, want) {
+	if metricValue(during, started) < metricValue(before, started)+1 {
+		t.Errorf("%s did not count the start: %v then %v", started, metricValue(before, started), metricValue(during, started))
+	}
+	for _, want := range []string{`vktitus_agent_calls_total{call="launch_container",outcome="ok"}`,
+		"vktitus_agent_call_duration_seconds_bucket", "go_goroutines", "process_resident_memory_bytes"} {
+		if !strings.Contains(during, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
-	kubectl(t, "delete", "pod", "-n", ns, "metrics", "--wait=false")
+	kubectl(t, "delete", "pod", "-n", ns, "metrics", "--wait=true", "--timeout=60s")
+	if after := scrape(t); metricValue(after, killed) < metricValue(during, killed)+1 {
+		t.Errorf("%s did not count the deletion: %v then %v", killed, metricValue(during, killed), metricValue(after, killed))
+	}
 }
 
 func TestEventsTellTheStory(t *testing.T) {

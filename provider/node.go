@@ -164,6 +164,9 @@ func (p *Provider) Start(ctx context.Context) {
 	}
 	go h.run(ctx)
 	go p.probes.run(ctx)
+	if p.release != nil {
+		go p.release.run(ctx)
+	}
 }
 
 // check asks the agent; it returns nil when it answered.

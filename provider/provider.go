@@ -21,6 +21,7 @@ import (
 	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	corev1listers "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/record"
 
@@ -40,7 +41,10 @@ type Options struct {
 	Pods       corev1listers.PodLister
 	ConfigMaps corev1listers.ConfigMapLister
 	Secrets    corev1listers.SecretLister
-	Log        *logrus.Entry
+	// PodClient removes a deleted pod once its containers have stopped; nil
+	// leaves that to the pod controller's delayed deletion.
+	PodClient corev1client.PodsGetter
+	Log       *logrus.Entry
 }
 
 // Provider implements nodeutil.Provider and node.PodNotifier for one agent.
@@ -61,6 +65,7 @@ type Provider struct {
 	waits   *waiter
 	health  *health
 	probes  *prober
+	release *releaser
 	usage   usage
 	started metav1.Time
 }
@@ -84,6 +89,9 @@ func New(o Options) *Provider {
 	p.health = newHealth(p)
 	p.waits = newWaiter(p, maxWaits)
 	p.probes = newProber(p)
+	if o.PodClient != nil {
+		p.release = newReleaser(o.PodClient, p.log)
+	}
 	states.add(p)
 	return p
 }
@@ -258,6 +266,7 @@ func (p *Provider) finish(rec *podRecord) {
 		pod = rec.podWithStatus()
 	}
 	done := rec.deleting && rec.terminal()
+	ref := podRef{rec.pod.Namespace, rec.pod.Name, rec.uid}
 	rec.mu.Unlock()
 	if done {
 		p.mu.Lock()
@@ -265,6 +274,9 @@ func (p *Provider) finish(rec *podRecord) {
 			delete(p.pods, rec.key)
 		}
 		p.mu.Unlock()
+		if p.release != nil {
+			p.release.queue.Add(ref)
+		}
 	}
 	if pod == nil {
 		return

@@ -25,6 +25,9 @@ func main() {
 	flag.StringVar(&cfg.Resources, "resources", agent.DefaultResources, "resources in Mesos form, e.g. \"cpus:4;mem:8192;ports:[31000-32000]\"")
 	flag.StringVar(&cfg.Attributes, "attributes", "", "attributes in Mesos form, e.g. \"zone:us-east-1a;instance_type:m5.large\"")
 	flag.StringVar(&cfg.ImageCatalog, "image-catalog", "", "JSON image catalog (default: the embedded catalog.default.json)")
+	flag.StringVar(&cfg.Master, "master", "", "register with the leading master: zk://host:port[,host:port]/path or http://host:port (default: standalone, no master)")
+	flag.StringVar(&cfg.Endpoint, "advertise-url", "", "base URL the master and the bridge reach this agent at (default http://<hostname>:<port>)")
+	flag.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", agent.DefaultHeartbeatInterval, "longest time between re-registrations with the master (the master may ask for less)")
 	logLevel := flag.String("log-level", "info", "log level: trace, debug, info, warn, error")
 	flag.Parse()
 
@@ -41,7 +44,7 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := agent.Run(ctx, cfg); err != nil {
+	if err := agent.RunRegistered(ctx, cfg); err != nil {
 		logrus.WithError(err).Fatal("legacy-agent failed")
 	}
 }

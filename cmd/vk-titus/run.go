@@ -18,8 +18,10 @@ import (
 	vklog "github.com/virtual-kubelet/virtual-kubelet/log"
 	vklogrus "github.com/virtual-kubelet/virtual-kubelet/log/logrus"
 	"github.com/virtual-kubelet/virtual-kubelet/node"
+	"github.com/virtual-kubelet/virtual-kubelet/node/api"
 	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apiserver/pkg/server/dynamiccertificates"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -29,6 +31,7 @@ import (
 
 	"github.com/vk-titus/vk-titus/legacy/agentclient"
 	"github.com/vk-titus/vk-titus/provider"
+	"github.com/vk-titus/vk-titus/vknode"
 )
 
 // opts are node-cli's flags, same names and meanings.
@@ -54,6 +57,8 @@ type opts struct {
 	tlsCert, tlsKey string
 	kubeAPIQPS      float32
 	kubeAPIBurst    int
+	podQueueQPS     float64
+	podQueueBurst   int
 	nodeIP          string
 }
 
@@ -99,6 +104,8 @@ func newRunCommand() *cobra.Command {
 	f.StringVar(&o.tlsKey, "tls-private-key-file", os.Getenv("APISERVER_KEY_LOCATION"), "kubelet API serving key")
 	f.Float32Var(&o.kubeAPIQPS, "kube-api-qps", 200, "QPS to use while talking with the Kubernetes API server")
 	f.IntVar(&o.kubeAPIBurst, "kube-api-burst", 400, "burst to use while talking with the Kubernetes API server")
+	f.Float64Var(&o.podQueueQPS, "pod-queue-qps", 1000, "items/s each pod controller queue may start (virtual-kubelet's nodeutil leaves 10)")
+	f.IntVar(&o.podQueueBurst, "pod-queue-burst", 2000, "burst of each pod controller queue")
 	f.StringVar(&o.nodeIP, "node-ip", envOr("VKUBELET_POD_IP", "127.0.0.1"), "address the API server reaches this process's kubelet API at")
 	return cmd
 }
@@ -186,20 +193,21 @@ func run(ctx context.Context, o *opts) error {
 }
 
 func newNode(ctx context.Context, o *opts, cfg *provider.Config, client kubernetes.Interface,
-	agent provider.AgentConfig, name string, port int, base *logrus.Entry) (*nodeutil.Node, *provider.Provider, error) {
+	agent provider.AgentConfig, name string, port int, base *logrus.Entry) (*vknode.Node, *provider.Provider, error) {
 	log := base.WithField("node", name)
 	eb := record.NewBroadcaster()
 	eb.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
 	recorder := eb.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: name})
 	go func() { <-ctx.Done(); eb.Shutdown() }()
 
+	mux := http.NewServeMux()
 	var prov *provider.Provider
 	newProvider := func(pc nodeutil.ProviderConfig) (nodeutil.Provider, node.NodeProvider, error) {
 		prov = provider.New(provider.Options{
 			NodeName: name, Agent: agent, Config: cfg,
 			Client: agentclient.New(agent.Endpoint, agentclient.Options{
 				CallTimeout: cfg.Timeouts.AgentCall.Duration, Observe: provider.ObserveAgentCall}),
-			Recorder: recorder, Pods: pc.Pods, ConfigMaps: pc.ConfigMaps, Secrets: pc.Secrets,
+			Recorder: recorder, Pods: pc.Pods, ConfigMaps: pc.ConfigMaps, Secrets: pc.Secrets, PodClient: client.CoreV1(),
 			Log: log,
 		})
 		prov.Start(ctx)
@@ -208,49 +216,56 @@ func newNode(ctx context.Context, o *opts, cfg *provider.Config, client kubernet
 			pc.Node.Spec.Taints = append(pc.Node.Spec.Taints, corev1.Taint{
 				Key: o.taintKey, Value: o.providerName, Effect: corev1.TaintEffect(o.taintEffect)})
 		}
+		mux.Handle("/", api.PodHandler(api.PodHandlerConfig{
+			RunInContainer: prov.RunInContainer, AttachToContainer: prov.AttachToContainer,
+			GetContainerLogs: prov.GetContainerLogs, GetPods: prov.GetPods,
+			GetPodsFromKubernetes: func(context.Context) ([]*corev1.Pod, error) { return pc.Pods.List(labels.Everything()) },
+			GetStatsSummary:       prov.GetStatsSummary, GetMetricsResource: prov.GetMetricsResource,
+			PortForward: prov.PortForward,
+		}, true))
 		return prov, prov, nil
 	}
 
-	mux := http.NewServeMux()
-	nodeOpts := []nodeutil.NodeOpt{
-		nodeutil.WithClient(client),
-		func(c *nodeutil.NodeConfig) error {
-			c.NumWorkers = o.podSyncWorkers
-			c.InformerResyncPeriod = o.fullResync
-			c.HTTPListenAddr = fmt.Sprintf(":%d", port)
-			c.EventRecorder = recorder
-			return nil
-		},
-		nodeutil.AttachProviderRoutes(mux),
+	vcfg := vknode.Config{
+		Client: client, EventRecorder: recorder, Workers: o.podSyncWorkers, ResyncPeriod: o.fullResync,
+		QueueQPS: o.podQueueQPS, QueueBurst: o.podQueueBurst, ListenAddr: fmt.Sprintf(":%d", port),
 	}
 	if o.tlsCert != "" && o.tlsKey != "" {
-		tlsOpts := []func(*tls.Config) error{nodeutil.WithKeyPairFromPath(o.tlsCert, o.tlsKey)}
-		if o.clientVerifyCA != "" {
-			pem, err := os.ReadFile(o.clientVerifyCA)
-			if err != nil {
-				return nil, nil, fmt.Errorf("--client-verify-ca: %w", err)
-			}
-			// Verify a certificate when one is presented but let bearer-token
-			// clients through to the webhook authenticator.
-			tlsOpts = append(tlsOpts, nodeutil.WithCACert(pem), func(c *tls.Config) error {
-				c.ClientAuth = tls.VerifyClientCertIfGiven
-				return nil
-			})
+		tlsCfg, err := kubeletTLS(o)
+		if err != nil {
+			return nil, nil, err
 		}
-		nodeOpts = append(nodeOpts, nodeutil.WithTLSConfig(tlsOpts...))
+		handler, err := authHandler(o, client, name, mux)
+		if err != nil {
+			return nil, nil, err
+		}
+		vcfg.TLS, vcfg.Handler = tlsCfg, handler
 	} else {
 		log.Warn("no --tls-cert-file/--tls-private-key-file: the kubelet API (logs) is not served")
 	}
-	handler, err := authHandler(o, client, name, mux)
-	if err != nil {
-		return nil, nil, err
-	}
-	nodeOpts = append(nodeOpts, func(c *nodeutil.NodeConfig) error { c.Handler = handler; return nil })
-	n, err := nodeutil.NewNode(name, newProvider, nodeOpts...)
+	n, err := vknode.New(name, newProvider, vcfg)
 	if err != nil {
 		return nil, nil, err
 	}
 	return n, prov, nil
+}
+
+// kubeletTLS is the kubelet API's TLS: it verifies a client certificate when
+// one is presented but lets bearer-token clients through to the webhook
+// authenticator.
+func kubeletTLS(o *opts) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert-file/--tls-private-key-file: %w", err)
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}, CipherSuites: nodeutil.DefaultServerCiphers()}
+	if o.clientVerifyCA != "" {
+		if err := nodeutil.WithCAFromPath(o.clientVerifyCA)(c); err != nil {
+			return nil, fmt.Errorf("--client-verify-ca: %w", err)
+		}
+		c.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	return c, nil
 }
 
 // authHandler guards the kubelet API as the kubelet does: x509 client

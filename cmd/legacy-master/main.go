@@ -1,0 +1,45 @@
+// Command legacy-master runs the reference Mesos-style master of package
+// legacy/master: leader election in ZooKeeper (json.info_ znodes, as Mesos
+// masters), the master operator API at POST /api/v1 (GET_HEALTH,
+// GET_VERSION, GET_MASTER, GET_AGENTS, GET_TASKS), the private agent
+// registration endpoint and the legacy launch path (POST /internal/tasks).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/vk-titus/vk-titus/legacy/master"
+)
+
+func main() {
+	var cfg master.Config
+	flag.StringVar(&cfg.Listen, "listen", master.DefaultListen, "address to serve the operator API on")
+	flag.StringVar(&cfg.ZK, "zk", "", "ZooKeeper URL to contend for leadership under, e.g. zk://127.0.0.1:2181/mesos (default: standalone, always leading)")
+	flag.StringVar(&cfg.Hostname, "hostname", "", "host name written into MasterInfo (default: the host of --listen)")
+	flag.StringVar(&cfg.ID, "id", "", "master id (default: a random UUID per start)")
+	flag.DurationVar(&cfg.AgentTimeout, "agent-timeout", master.DefaultAgentTimeout, "how long an agent may go without re-registering before it is removed")
+	flag.DurationVar(&cfg.ZKSessionTimeout, "zk-session-timeout", 0, "ZooKeeper session timeout (default 10s)")
+	flag.DurationVar(&cfg.KillGrace, "kill-grace", master.DefaultKillGrace, "time between SIGTERM and SIGKILL when killing a legacy task")
+	logLevel := flag.String("log-level", "info", "log level: trace, debug, info, warn, error")
+	flag.Parse()
+
+	level, err := logrus.ParseLevel(*logLevel)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "legacy-master:", err)
+		os.Exit(2)
+	}
+	logrus.SetLevel(level)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := master.Run(ctx, cfg); err != nil {
+		logrus.WithError(err).Fatal("legacy-master failed")
+	}
+}
