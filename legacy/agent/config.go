@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"github.com/sirupsen/logrus"
@@ -44,6 +45,18 @@ type Config struct {
 	// descriptors (stdout, stderr, the exec status pipe) at the same time.
 	// Default 32.
 	MaxConcurrentSpawns int
+
+	// Master, when set, makes RunRegistered register the agent with the
+	// leading master: "zk://host:port[,host:port]/path" (the leader is
+	// found in ZooKeeper as Mesos agents find it) or "http://host:port" (a
+	// fixed master; a non-leading one redirects). Empty: standalone.
+	Master string
+	// Endpoint is the base URL the agent advertises to the master. Default
+	// http://<Hostname>:<Port>.
+	Endpoint string
+	// HeartbeatInterval bounds the time between re-registrations; the
+	// master may ask for a shorter one. Default 15 s.
+	HeartbeatInterval time.Duration
 }
 
 // DefaultResources is the resource string used when Config.Resources is empty.
@@ -51,6 +64,9 @@ const DefaultResources = "cpus:4;mem:8192;disk:20480;gpus:0"
 
 // DefaultListen is the address used when Config.Listen is empty.
 const DefaultListen = "127.0.0.1:5051"
+
+// DefaultHeartbeatInterval is used when Config.HeartbeatInterval is zero.
+const DefaultHeartbeatInterval = 15 * time.Second
 
 func (c Config) withDefaults() (Config, error) {
 	if c.WorkDir == "" {
@@ -86,6 +102,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxConcurrentSpawns <= 0 {
 		c.MaxConcurrentSpawns = 32
+	}
+	if c.Endpoint == "" {
+		c.Endpoint = "http://" + net.JoinHostPort(c.Hostname, strconv.Itoa(int(c.Port)))
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = DefaultHeartbeatInterval
 	}
 	return c, nil
 }

@@ -1,0 +1,305 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/vk-titus/vk-titus/discovery"
+	"github.com/vk-titus/vk-titus/legacy/master/protocol"
+)
+
+// Registrar keeps an agent registered with the leading master over the
+// reference master's private protocol (package legacy/master/protocol):
+// it registers at start, re-registers whenever the leader changes (seen in
+// ZooKeeper through discovery.Detector), right after the agent served a
+// LAUNCH/KILL/REMOVE (when its handler is wrapped with Wrap), and at least
+// every heartbeat interval. Every registration carries the containers the
+// agent runs, so the master's view of free resources includes the bridge's
+// containers too.
+type Registrar struct {
+	a        *Agent
+	log      logrus.FieldLogger
+	master   string
+	endpoint string
+	interval time.Duration
+	httpc    *http.Client
+	kick     chan struct{}
+}
+
+// NewRegistrar prepares registration of a with the master at
+// a's Config.Master. Run does the work.
+func (a *Agent) NewRegistrar() (*Registrar, error) {
+	m := a.cfg.Master
+	switch {
+	case m == "":
+		return nil, errors.New("agent: no master configured")
+	case strings.HasPrefix(m, "zk://"):
+		if _, err := discovery.ParseZKURL(m); err != nil {
+			return nil, fmt.Errorf("agent: --master: %w", err)
+		}
+	case strings.HasPrefix(m, "http://"), strings.HasPrefix(m, "https://"):
+	default:
+		return nil, fmt.Errorf("agent: --master %q: expecting zk://host:port/path or http://host:port", m)
+	}
+	return &Registrar{
+		a:        a,
+		log:      a.log.WithField("master", m),
+		master:   strings.TrimRight(m, "/"),
+		endpoint: a.cfg.Endpoint,
+		interval: a.cfg.HeartbeatInterval,
+		// A registration is small and quick; a master that does not answer
+		// in time is retried (and may no longer lead). Redirects from a
+		// non-leading master are followed with the body (307).
+		httpc: &http.Client{Timeout: 10 * time.Second},
+		kick:  make(chan struct{}, 1),
+	}, nil
+}
+
+// Kick asks for a registration now (coalesced).
+func (r *Registrar) Kick() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Wrap returns h, kicking a registration after every call that changed the
+// agent's containers: the operator API answers those (LAUNCH, KILL, REMOVE)
+// with a 2xx and no body, unlike every query. So the master learns of a
+// bridge launch at once instead of at the next heartbeat.
+func (r *Registrar) Wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Method != http.MethodPost || !strings.HasPrefix(req.URL.Path, "/api/v1") {
+			h.ServeHTTP(w, req)
+			return
+		}
+		rec := &statusRecorder{ResponseWriter: w}
+		h.ServeHTTP(rec, req)
+		if rec.code >= 200 && rec.code < 300 && w.Header().Get("Content-Type") == "" {
+			r.Kick()
+		}
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.code == 0 {
+		s.code = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// Run registers until ctx is done.
+func (r *Registrar) Run(ctx context.Context) error {
+	var changes <-chan discovery.MasterInfo
+	leaderURL := ""
+	if strings.HasPrefix(r.master, "zk://") {
+		d, err := discovery.NewDetector(r.master, r.log)
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		changes = d.Changes()
+	} else {
+		leaderURL = r.master
+	}
+
+	interval := r.interval
+	retry := 250 * time.Millisecond
+	timer := time.NewTimer(0) // register at once
+	defer timer.Stop()
+	lastMaster, failing := "", false
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case m, ok := <-changes:
+			if !ok {
+				return nil
+			}
+			if m.IsZero() {
+				r.log.Warn("no leading master in ZooKeeper; waiting")
+				leaderURL = ""
+				continue
+			}
+			leaderURL = m.URL()
+			r.log.WithField("leader", m.String()).Info("leading master changed; re-registering")
+		case <-r.kick:
+		case <-timer.C:
+		}
+		if leaderURL == "" {
+			continue
+		}
+		resp, err := r.register(ctx, leaderURL)
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if !failing {
+				r.log.WithError(err).WithField("url", leaderURL).Warn("registration with the master failed; retrying")
+			}
+			failing = true
+			timer.Reset(min(retry, interval))
+			retry = min(retry*2, 5*time.Second)
+			continue
+		}
+		if failing || resp.MasterID != lastMaster || resp.Registered {
+			r.log.WithFields(logrus.Fields{
+				"master_id": resp.MasterID, "url": leaderURL, "registered": resp.Registered,
+			}).Info("registered with the leading master")
+		}
+		failing, lastMaster, retry = false, resp.MasterID, 250*time.Millisecond
+		interval = r.interval
+		if hb := resp.HeartbeatInterval(); hb > 0 && hb < interval {
+			interval = hb
+		}
+		timer.Reset(interval)
+	}
+}
+
+func (r *Registrar) register(ctx context.Context, base string) (*protocol.RegisterResponse, error) {
+	body, err := json.Marshal(r.request())
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+protocol.RegisterPath, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := r.httpc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	if res.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("master answered %s: %s", res.Status, strings.TrimSpace(string(b)))
+	}
+	var out protocol.RegisterResponse
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, fmt.Errorf("master answer: %w", err)
+	}
+	return &out, nil
+}
+
+func (r *Registrar) request() *protocol.RegisterRequest {
+	return &protocol.RegisterRequest{
+		AgentInfo:  r.a.AgentInfo(),
+		Endpoint:   r.endpoint,
+		Version:    Version,
+		Containers: r.a.runningContainers(),
+	}
+}
+
+// runningContainers lists running containers with the resources they were
+// launched with. Only cpus and mem are kept per container by the agent
+// (as its limits), so those are what is reported. Ended containers hold
+// nothing, as in Mesos.
+func (a *Agent) runningContainers() []protocol.Container {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]protocol.Container, 0, len(a.containers))
+	for _, c := range a.containers {
+		if c.state != stateRunning {
+			continue
+		}
+		res := map[string]float64{}
+		if c.cpusLimit != nil {
+			res["cpus"] = *c.cpusLimit
+		}
+		if c.memLimit != nil {
+			res["mem"] = float64(*c.memLimit) / (1 << 20)
+		}
+		out = append(out, protocol.Container{ID: c.id, Kind: protocol.KindOf(c.id), Resources: res})
+	}
+	return out
+}
+
+// RunRegistered is Run plus registration with cfg.Master; with no master
+// it is exactly Run.
+func RunRegistered(ctx context.Context, cfg Config) error {
+	if cfg.Master == "" {
+		return Run(ctx, cfg)
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = DefaultListen
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	if cfg.Port == 0 {
+		cfg.Port = int32(ln.Addr().(*net.TCPAddr).Port)
+	}
+	a, err := New(cfg)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	reg, err := a.NewRegistrar()
+	if err != nil {
+		ln.Close()
+		a.Close()
+		return err
+	}
+	srv := &http.Server{
+		Handler:           reg.Wrap(a.Handler()),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	regCtx, stopReg := context.WithCancel(ctx)
+	regDone := make(chan struct{})
+	go func() {
+		defer close(regDone)
+		if err := reg.Run(regCtx); err != nil {
+			a.log.WithError(err).Error("registration stopped")
+		}
+	}()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	a.log.WithFields(logrus.Fields{"listen": ln.Addr().String(), "master": cfg.Master}).Info("serving /api/v1")
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		a.log.Info("shutting down: killing containers")
+	}
+	stopReg()
+	<-regDone
+	a.Close()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if serr := srv.Shutdown(sctx); serr != nil {
+		srv.Close()
+	}
+	return err
+}

@@ -1,0 +1,47 @@
+// Package master is the reference legacy master: the control plane of the
+// "old world" that the bridge migrates away from, small enough to run on a
+// laptop and faithful where the bridge and the legacy job API look at it.
+//
+// Leader election is Mesos': each master creates an ephemeral sequential
+// znode "json.info_<10-digit seq>" under the --zk path holding its
+// MasterInfo as JSON (id, ip as a uint32 in network byte order, port, pid,
+// hostname, version, address {hostname, ip, port}). The lowest sequence
+// leads; a follower watches only its predecessor; a master whose session
+// ends (expiry, closed connection) steps down and contends again with a
+// new znode; a leader cut off from ZooKeeper for half its session timeout
+// steps down before its session can expire and another master take over.
+// Without --zk the master is standalone and always leads.
+//
+// Agents register over a private JSON protocol (package protocol; Mesos
+// agents use libprocess messages, not replicated here): a registration
+// carries the AgentInfo, the agent's URL and every container it runs
+// (bridge "vkt-" containers and legacy tasks alike); its repetitions are
+// the heartbeat. An agent not heard from for --agent-timeout is removed:
+// it disappears from GET_AGENTS (as in Mesos, removed agents are not
+// listed; recovered_agents stays empty because this master keeps no
+// registry across failovers) and its live legacy tasks become TASK_LOST.
+// A newly elected leader starts empty: agents re-register as soon as they
+// see the leader change in ZooKeeper, and the legacy containers they report
+// are adopted as TASK_RUNNING tasks.
+//
+// The operator API (POST /api/v1, protobuf or JSON, the agent's wire
+// rules, see legacy/operatorapi) answers GET_HEALTH and GET_VERSION on any
+// master and GET_MASTER, GET_AGENTS and GET_TASKS on the leader; a
+// follower answers those with 307 and Location set to the leader's
+// /api/v1, as Mesos does. mesos-go's httpcli never follows redirects: it
+// reports apierrors.CodeNotLeader, and its callers re-resolve the leader
+// (discovery.AgentWatcher does, from ZooKeeper or from the Location).
+// allocated_resources in GET_AGENTS counts every container an agent runs,
+// bridge containers included, so the legacy launch path never overbooks an
+// agent the bridge also uses (a real Mesos master only counts framework
+// tasks: standalone containers bypass its allocator).
+//
+// The legacy launch path (LaunchTask, POST /internal/tasks) places a shell
+// command first-fit over agents in id order by free resources (total −
+// allocated) and attribute constraints, launches it with LAUNCH_CONTAINER
+// through legacy/agentclient under the container id "legacy-<name>-<hex>",
+// and follows it with WAIT_CONTAINER: TASK_STAGING → TASK_RUNNING →
+// TASK_FINISHED | TASK_FAILED | TASK_KILLED (KillTask: TASK_KILLING first,
+// SIGTERM, SIGKILL after the kill grace), or TASK_LOST / TASK_ERROR. It is
+// the base of the legacy job API (issue #5).
+package master

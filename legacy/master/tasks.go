@@ -1,0 +1,387 @@
+package master
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/sirupsen/logrus"
+
+	"github.com/vk-titus/vk-titus/legacy/agentclient"
+	"github.com/vk-titus/vk-titus/legacy/master/protocol"
+	"github.com/vk-titus/vk-titus/translate"
+)
+
+// TaskID names a legacy task. It is also the task's container id on its
+// agent, so it starts with protocol.LegacyPrefix ("legacy-"): that is how
+// the bridge (whose containers start with "vkt-") tells legacy tasks from
+// its own.
+type TaskID string
+
+// TaskSpec is what LaunchTask needs: a shell command and what it holds.
+type TaskSpec struct {
+	Name    string
+	Command string // run as /bin/sh -c COMMAND
+	// Resources must hold cpus > 0 and mem > 0 (MB), as Mesos requires;
+	// disk and gpus are optional.
+	Resources Resources
+	// Constraints: agent attribute NAME must equal VALUE (text attributes,
+	// or scalars in their %v form).
+	Constraints map[string]string
+}
+
+// Task is a legacy task as the master tracks it.
+type Task struct {
+	ID        TaskID
+	Name      string
+	Command   string
+	AgentID   string
+	Endpoint  string // the agent's base URL
+	Resources Resources
+	// State is the latest Mesos task state: TASK_STAGING while the launch
+	// is in flight, TASK_RUNNING once the agent has started it, then one of
+	// TASK_FINISHED, TASK_FAILED, TASK_KILLING→TASK_KILLED, TASK_LOST (the
+	// agent was removed or forgot the container) or TASK_ERROR (the agent
+	// refused the launch). Terminal states are final.
+	State    mesos.TaskState
+	Message  string
+	ExitCode *int32 // once ended, when the agent reported one
+	// Adopted: the master found the task running in an agent's report
+	// instead of launching it (the previous leader's task, after failover).
+	Adopted bool
+	Created time.Time
+	Updated time.Time
+	History []protocol.StateChange
+}
+
+type task struct {
+	Task
+	cancel  context.CancelFunc // stops the follower; nil until it runs
+	killing bool
+}
+
+func (t *task) set(s mesos.TaskState, msg string, at time.Time) bool {
+	if t.History != nil && isTerminal(t.State) {
+		return false // a terminal state is final
+	}
+	t.State, t.Message, t.Updated = s, msg, at
+	t.History = append(t.History, protocol.StateChange{State: s.String(), Message: msg, At: at})
+	return true
+}
+
+func (t *task) snapshot() Task {
+	out := t.Task
+	out.Resources = t.Resources.Clone()
+	out.History = append([]protocol.StateChange(nil), t.History...)
+	if t.ExitCode != nil {
+		c := *t.ExitCode
+		out.ExitCode = &c
+	}
+	return out
+}
+
+func isTerminal(s mesos.TaskState) bool {
+	switch s {
+	case mesos.TASK_FINISHED, mesos.TASK_FAILED, mesos.TASK_KILLED, mesos.TASK_LOST,
+		mesos.TASK_ERROR, mesos.TASK_DROPPED, mesos.TASK_GONE, mesos.TASK_GONE_BY_OPERATOR:
+		return true
+	}
+	return false
+}
+
+// LaunchTask places spec on the first agent (by id) whose free resources
+// (total − allocated, allocated counting bridge containers too) fit it and
+// whose attributes match its constraints, and launches it there with
+// LAUNCH_CONTAINER. It returns once the agent has answered: the task is
+// then TASK_RUNNING, and followed with WAIT_CONTAINER until it ends. On a
+// failed launch the task id is returned with the error and the task is
+// TASK_ERROR (refused) or TASK_FAILED (agent unreachable).
+func (m *Master) LaunchTask(ctx context.Context, spec TaskSpec) (TaskID, error) {
+	if err := validateSpec(spec); err != nil {
+		return "", err
+	}
+	id := newTaskID(spec.Name)
+	now := time.Now()
+
+	m.mu.Lock()
+	if !m.leading {
+		m.mu.Unlock()
+		return "", ErrNotLeader
+	}
+	if len(m.agents) == 0 {
+		m.mu.Unlock()
+		return "", ErrNoAgents
+	}
+	agentID, a, why := m.placeLocked(spec)
+	if a == nil {
+		m.mu.Unlock()
+		return "", fmt.Errorf("%w: %s needs %s; %s", ErrNoCapacity, spec.Name, spec.Resources, why)
+	}
+	t := &task{Task: Task{
+		ID: id, Name: spec.Name, Command: spec.Command, AgentID: agentID, Endpoint: a.endpoint,
+		Resources: spec.Resources.Clone(), Created: now,
+	}}
+	t.set(mesos.TASK_STAGING, "placed on agent "+agentID, now)
+	// Recorded before the launch so concurrent placements see the
+	// resources as taken.
+	m.tasks[id] = t
+	cl := m.client(a.endpoint)
+	termCtx := m.termCtx
+	m.mu.Unlock()
+
+	log := m.log.WithFields(logrus.Fields{"task": id, "agent_id": agentID})
+	shell := true
+	cmd := spec.Command
+	launch := &translate.Launch{
+		ContainerName: spec.Name,
+		ContainerID:   string(id),
+		Command:       &mesos.CommandInfo{Value: &cmd, Shell: &shell},
+		Resources:     spec.Resources.Mesos(),
+		KillGrace:     m.cfg.KillGrace,
+	}
+	if _, err := cl.Launch(ctx, string(id), launch); err != nil {
+		state := mesos.TASK_FAILED
+		if errors.Is(err, agentclient.ErrRejected) {
+			state = mesos.TASK_ERROR
+		}
+		m.update(id, state, "launch failed: "+err.Error(), nil)
+		log.WithError(err).Warn("legacy task launch failed")
+		return id, fmt.Errorf("launching task %s on agent %s: %w", id, agentID, err)
+	}
+	m.update(id, mesos.TASK_RUNNING, "launched on agent "+agentID, nil)
+	log.WithField("resources", spec.Resources.String()).Info("legacy task launched")
+	m.spawn(func() { m.follow(termCtx, id, cl) })
+	return id, nil
+}
+
+func validateSpec(spec TaskSpec) error {
+	switch {
+	case strings.TrimSpace(spec.Name) == "":
+		return fmt.Errorf("%w: name is required", ErrInvalidTask)
+	case strings.TrimSpace(spec.Command) == "":
+		return fmt.Errorf("%w: command is required", ErrInvalidTask)
+	case spec.Resources["cpus"] <= 0 || spec.Resources["mem"] <= 0:
+		return fmt.Errorf("%w: resources must hold cpus > 0 and mem > 0 (got %s)", ErrInvalidTask, spec.Resources)
+	}
+	for k, v := range spec.Resources {
+		if v < 0 {
+			return fmt.Errorf("%w: resource %s is negative", ErrInvalidTask, k)
+		}
+	}
+	return nil
+}
+
+// placeLocked is first-fit in agent id order. why explains a miss.
+func (m *Master) placeLocked(spec TaskSpec) (string, *agentState, string) {
+	var misses []string
+	for _, id := range m.agentIDsLocked() {
+		a := m.agents[id]
+		if bad := unmatched(a.info.Attributes, spec.Constraints); bad != "" {
+			misses = append(misses, fmt.Sprintf("%s: %s", id, bad))
+			continue
+		}
+		free := a.total.Minus(m.allocatedLocked(id, a))
+		if free.Fits(spec.Resources) {
+			return id, a, ""
+		}
+		misses = append(misses, fmt.Sprintf("%s: free %s", id, free))
+	}
+	return "", nil, strings.Join(misses, "; ")
+}
+
+func unmatched(attrs []mesos.Attribute, constraints map[string]string) string {
+	for name, want := range constraints {
+		found := false
+		for _, a := range attrs {
+			if a.Name == name {
+				found = true
+				if got := attributeValue(a); got != want {
+					return fmt.Sprintf("attribute %s is %q, not %q", name, got, want)
+				}
+			}
+		}
+		if !found {
+			return fmt.Sprintf("no attribute %s", name)
+		}
+	}
+	return ""
+}
+
+// newTaskID is "legacy-<name>-<8 hex>": readable in agent listings, unique,
+// and a valid Mesos container id (no '/', '.', whitespace).
+func newTaskID(name string) TaskID {
+	var b strings.Builder
+	b.WriteString(protocol.LegacyPrefix)
+	for _, r := range name {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+		if b.Len() >= 64 {
+			break
+		}
+	}
+	return TaskID(b.String() + "-" + newUUID()[:8])
+}
+
+// update records a state change unless the task is gone or already ended.
+func (m *Master) update(id TaskID, s mesos.TaskState, msg string, exit *int32) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t := m.tasks[id]
+	if t == nil {
+		return
+	}
+	if t.set(s, msg, time.Now()) && exit != nil {
+		c := *exit
+		t.ExitCode = &c
+	}
+}
+
+// follow waits for the task's container to end (WAIT_CONTAINER) and
+// records how. It retries while the agent is unreachable; a container the
+// agent does not know (it restarted) is LOST. It stops when this master
+// stops leading (the next leader adopts the task from the agent's report).
+func (m *Master) follow(termCtx context.Context, id TaskID, cl *agentclient.Client) {
+	ctx, cancel := context.WithCancel(termCtx)
+	defer cancel()
+	m.mu.Lock()
+	t := m.tasks[id]
+	if t == nil || isTerminal(t.State) {
+		m.mu.Unlock()
+		return
+	}
+	t.cancel = cancel
+	m.mu.Unlock()
+
+	log := m.log.WithField("task", id)
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		exit, err := cl.Wait(ctx, string(id))
+		switch {
+		case err == nil:
+			state := mesos.TASK_FAILED
+			switch exit.State {
+			case mesos.TASK_FINISHED.String():
+				state = mesos.TASK_FINISHED
+			case mesos.TASK_KILLED.String():
+				state = mesos.TASK_KILLED
+			case "":
+				if exit.Code == 0 && exit.Signal == 0 {
+					state = mesos.TASK_FINISHED
+				}
+			}
+			m.mu.Lock()
+			if t := m.tasks[id]; t != nil && t.killing && state == mesos.TASK_FAILED && exit.Signal != 0 {
+				state = mesos.TASK_KILLED // killed by us, by signal
+			}
+			m.mu.Unlock()
+			msg := exit.Message
+			if msg == "" {
+				msg = fmt.Sprintf("exit code %d", exit.Code)
+			}
+			code := exit.Code
+			m.update(id, state, msg, &code)
+			log.WithFields(logrus.Fields{"state": state.String(), "exit_code": code}).Info("legacy task ended")
+			return
+		case errors.Is(err, agentclient.ErrNotFound):
+			m.update(id, mesos.TASK_LOST, "the agent no longer knows the container (agent restarted?)", nil)
+			log.Warn("legacy task lost: container unknown to its agent")
+			return
+		case ctx.Err() != nil:
+			return
+		}
+		log.WithError(err).Debug("WAIT_CONTAINER failed; retrying")
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+			backoff = min(backoff*2, 5*time.Second)
+		}
+	}
+}
+
+// Tasks lists the tasks this master knows (placed or adopted while it
+// leads), oldest first.
+func (m *Master) Tasks() []Task {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Task, 0, len(m.tasks))
+	for _, t := range m.tasks {
+		out = append(out, t.snapshot())
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Created.Equal(out[j].Created) {
+			return out[i].Created.Before(out[j].Created)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// Task returns one task.
+func (m *Master) Task(id TaskID) (Task, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t := m.tasks[id]
+	if t == nil {
+		return Task{}, false
+	}
+	return t.snapshot(), true
+}
+
+// KillTask sends SIGTERM to the task's container, and SIGKILL after
+// KillGrace if it still runs; the task goes TASK_KILLING, then TASK_KILLED
+// when its follower sees it end. Killing an ended task is a no-op. It
+// returns once SIGTERM is delivered.
+func (m *Master) KillTask(ctx context.Context, id TaskID) error {
+	m.mu.Lock()
+	if !m.leading {
+		m.mu.Unlock()
+		return ErrNotLeader
+	}
+	t := m.tasks[id]
+	if t == nil {
+		m.mu.Unlock()
+		return fmt.Errorf("%w: %s", ErrUnknownTask, id)
+	}
+	if isTerminal(t.State) {
+		m.mu.Unlock()
+		return nil
+	}
+	t.killing = true
+	t.set(mesos.TASK_KILLING, "kill requested", time.Now())
+	cl := m.client(t.Endpoint)
+	termCtx := m.termCtx
+	m.mu.Unlock()
+
+	if err := cl.Kill(ctx, string(id), syscall.SIGTERM); err != nil {
+		if errors.Is(err, agentclient.ErrNotFound) {
+			m.update(id, mesos.TASK_LOST, "the agent no longer knows the container", nil)
+			return nil
+		}
+		return fmt.Errorf("killing task %s: %w", id, err)
+	}
+	m.spawn(func() {
+		select {
+		case <-termCtx.Done():
+			return
+		case <-time.After(m.cfg.KillGrace):
+		}
+		if t, ok := m.Task(id); ok && !isTerminal(t.State) {
+			kctx, cancel := context.WithTimeout(termCtx, 10*time.Second)
+			defer cancel()
+			if err := cl.Kill(kctx, string(id), syscall.SIGKILL); err != nil && !errors.Is(err, agentclient.ErrNotFound) {
+				m.log.WithError(err).WithField("task", id).Warn("SIGKILL after the grace period failed")
+			}
+		}
+	})
+	return nil
+}
