@@ -14,8 +14,17 @@ import (
 
 // Config is the provider config file (--provider-config), YAML or JSON.
 type Config struct {
-	// Agents are the legacy agents this process serves, one virtual node each.
-	Agents []AgentConfig `json:"agents"`
+	// Agents are the legacy agents this process serves, one virtual node
+	// each (the static mode).
+	Agents []AgentConfig `json:"agents,omitempty"`
+	// Master, instead of Agents, finds the agents through the legacy
+	// masters: zk://host:port[,host:port]/mesos (the leader is followed in
+	// ZooKeeper) or http://host:port. Agents come and go as the master
+	// lists them.
+	Master string `json:"master,omitempty"`
+	// AgentPollInterval is how often the leading master's agent list is read
+	// (default 5s).
+	AgentPollInterval Duration `json:"agentPollInterval,omitempty"`
 	// Resources, when set, replace what the agent reports (e.g. to offer a
 	// share of a shared agent to Kubernetes).
 	Resources *ResourceOverride `json:"resources,omitempty"`
@@ -51,6 +60,7 @@ type Timeouts struct {
 	AgentCall      Duration `json:"agentCall,omitempty"`      // one non-WAIT call (10s)
 	HealthInterval Duration `json:"healthInterval,omitempty"` // between health checks (5s)
 	RestartBackoff Duration `json:"restartBackoff,omitempty"` // first CrashLoop back-off, doubling (10s, as the kubelet)
+	AgentGone      Duration `json:"agentGone,omitempty"`      // unreachable this long, the agent counts as gone (5m)
 	MaxBackoff     Duration `json:"maxBackoff,omitempty"`     // cap of the back-off (5m, as the kubelet)
 }
 
@@ -100,8 +110,16 @@ func LoadConfig(path string) (*Config, error) {
 
 // Validate checks the config and names the field at fault.
 func (c *Config) Validate() error {
-	if len(c.Agents) == 0 {
-		return fmt.Errorf("agents: at least one agent is required")
+	switch {
+	case len(c.Agents) == 0 && c.Master == "":
+		return fmt.Errorf("agents: at least one agent is required (or master: to discover them)")
+	case len(c.Agents) > 0 && c.Master != "":
+		return fmt.Errorf("master: give either agents (static) or master (discovery), not both")
+	case c.Master != "":
+		u, err := url.Parse(c.Master)
+		if err != nil || (u.Scheme != "zk" && u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("master: %q is not a zk://host:port/path or http://host:port URL", c.Master)
+		}
 	}
 	seen := map[string]bool{}
 	for i, a := range c.Agents {

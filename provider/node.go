@@ -36,6 +36,9 @@ type health struct {
 	upCh   chan struct{} // closed while the agent answers
 	live   map[string]bool
 	info   agentclient.Info
+	legacy agentclient.Resources // held by the legacy platform's own tasks
+	since  time.Time             // when the agent stopped answering
+	gone   bool
 	node   *corev1.Node
 	notify func(*corev1.Node)
 	kick   chan struct{}
@@ -119,7 +122,21 @@ func (h *health) applyInfo() {
 		capacity["nvidia.com/gpu"] = *resource.NewQuantity(int64(res.GPUs), resource.DecimalSI)
 	}
 	h.node.Status.Capacity = capacity
-	h.node.Status.Allocatable = capacity.DeepCopy()
+	// What the legacy world's own tasks hold on a shared agent is not the
+	// scheduler's to give away.
+	allocatable := capacity.DeepCopy()
+	for name, used := range map[corev1.ResourceName]*resource.Quantity{
+		corev1.ResourceCPU:    resource.NewMilliQuantity(int64(h.legacy.CPUs*1000), resource.DecimalSI),
+		corev1.ResourceMemory: resource.NewQuantity(int64(h.legacy.MemMB)*1024*1024, resource.BinarySI),
+	} {
+		q := allocatable[name]
+		q.Sub(*used)
+		if q.Sign() < 0 {
+			q = resource.Quantity{}
+		}
+		allocatable[name] = q
+	}
+	h.node.Status.Allocatable = allocatable
 	for k, v := range h.info.Attributes {
 		h.node.Labels[AttributeLabelPrefix+k] = v
 	}
@@ -183,6 +200,15 @@ func (h *health) check(ctx context.Context) error {
 	h.mu.Lock()
 	was := h.up
 	h.up = err == nil
+	goneNow := false
+	switch {
+	case h.up:
+		h.since = time.Time{}
+	case h.since.IsZero():
+		h.since = time.Now()
+	case !h.gone && time.Since(h.since) > h.p.opts.Config.Timeouts.AgentGone.or(5*time.Minute):
+		goneNow = true
+	}
 	if h.up {
 		h.info, h.live = info, live
 		if !was {
@@ -202,6 +228,9 @@ func (h *health) check(ctx context.Context) error {
 	}
 	cb := h.notify
 	h.mu.Unlock()
+	if goneNow {
+		h.p.AgentGone(fmt.Sprintf("unreachable since %s", h.since.Format(time.RFC3339)))
+	}
 	if !changed {
 		return err
 	}
@@ -292,4 +321,52 @@ func (h *health) refreshLive(ctx context.Context) (map[string]bool, error) {
 	h.live = live
 	h.mu.Unlock()
 	return live, nil
+}
+
+// SetLegacyUsage tells the node what the legacy platform's own tasks hold on
+// the agent (from the master): allocatable shrinks by it.
+func (p *Provider) SetLegacyUsage(r agentclient.Resources) {
+	h := p.health
+	h.mu.Lock()
+	if h.legacy == r {
+		h.mu.Unlock()
+		return
+	}
+	h.legacy = r
+	h.applyInfo()
+	var node *corev1.Node
+	if h.node != nil {
+		node = h.node.DeepCopy()
+	}
+	cb := h.notify
+	h.mu.Unlock()
+	if node != nil && cb != nil {
+		cb(node)
+	}
+}
+
+// AgentGone ends every pod container on the agent as lost (NodeLost): the
+// master declared the agent gone, or it stayed unreachable past the
+// timeout. It happens once.
+func (p *Provider) AgentGone(reason string) {
+	p.health.mu.Lock()
+	already := p.health.gone
+	p.health.gone = true
+	p.health.mu.Unlock()
+	if already {
+		return
+	}
+	p.log.WithField("reason", reason).Warn("agent gone: its pods are lost")
+	for _, rec := range p.records() {
+		for _, c := range rec.ctrs {
+			p.fire(rec, c, sm.Event{Type: sm.AgentGone, Message: reason})
+		}
+	}
+}
+
+// Gone reports whether the agent has been declared gone.
+func (p *Provider) Gone() bool {
+	p.health.mu.Lock()
+	defer p.health.mu.Unlock()
+	return p.health.gone
 }

@@ -165,29 +165,23 @@ func run(ctx context.Context, o *opts) error {
 	if o.metricsAddr != "" {
 		go serveMetrics(ctx, o.metricsAddr, base)
 	}
-	names := cfg.NodeNames(o.nodeName)
-	errs := make(chan error, len(cfg.Agents))
-	for i, a := range cfg.Agents {
-		n, prov, err := newNode(ctx, o, cfg, client, a, names[i], o.listenPort+i, base)
-		if err != nil {
-			return fmt.Errorf("node %s (agent %s): %w", names[i], a.Endpoint, err)
+	f := &fleet{o: o, cfg: cfg, client: client, log: base, errs: make(chan error, 1), nodes: map[string]*member{}}
+	if cfg.Master != "" {
+		if err := f.discover(ctx); err != nil {
+			return err
 		}
-		go func() { errs <- n.Run(ctx) }()
-		go func(name string) {
-			if err := n.WaitReady(ctx, o.startupTimeout); err != nil {
-				errs <- fmt.Errorf("node %s not ready: %w", name, err)
-				return
+	} else {
+		names := cfg.NodeNames(o.nodeName)
+		for i, a := range cfg.Agents {
+			if err := f.start(ctx, a.Endpoint, a, names[i]); err != nil {
+				return err
 			}
-			base.WithField("node", name).Info("node ready")
-			if err := prov.CleanOrphans(ctx); err != nil {
-				base.WithError(err).WithField("node", name).Warn("orphan cleanup failed")
-			}
-		}(names[i])
+		}
 	}
 	select {
 	case <-ctx.Done():
 		return nil
-	case err := <-errs:
+	case err := <-f.errs:
 		return err
 	}
 }
