@@ -62,8 +62,11 @@ test-e2e:
 	fi; \
 	rm -f "$$out"; exit $$rc
 
+# The bench brings the stack up when it is not (and down again at the end),
+# and deletes every pod it created. Report: .local/bench/latest.{md,json}.
 bench:
-	@echo "bench: no benchmarks yet"
+	$(GO) build -o bin/vk-bench ./bench/cmd/vk-bench
+	bin/vk-bench $(BENCH_FLAGS)
 
 clean:
 	-@scripts/stack.sh down

@@ -19,11 +19,14 @@
 #                                  agents: see sweep_agent_orphans
 #
 # NAME is one of: etcd kube-apiserver kube-scheduler kube-controller-manager
-# zookeeper agent-0..agent-N vk-titus. up/down/start/stop/kill take a lock
+# zookeeper master-0..master-M agent-0..agent-N vk-titus. up/down/start/stop/kill take a lock
 # (.local/.lock), so parallel callers are serialized.
 #
 # Environment for `up`:
 #   AGENTS=1                 number of legacy agents (0 allowed)
+#   MASTERS=1                number of legacy masters (ZooKeeper leader election;
+#                            0: vk-titus serves the agents as a static list)
+#   AGENT_TIMEOUT=15s        masters declare a silent agent gone after this
 #   VK_TITUS=0               do not start vk-titus (nor wait for its node)
 #   SKIP_BUILD=1             do not run `make` (use the bin/ that is there)
 #   ETCD_FSYNC=1             keep etcd's fsync (default off: a throwaway cluster)
@@ -53,11 +56,17 @@ SCHEDULER_PORT=${SCHEDULER_PORT:-26259}
 CM_PORT=${CM_PORT:-26257}
 ZK_PORT=${ZK_PORT:-22181}
 AGENT_PORT_BASE=${AGENT_PORT_BASE:-25051}
+MASTER_PORT_BASE=${MASTER_PORT_BASE:-25041}
+MASTERS=${MASTERS:-1}
+# How long the masters wait for a silent agent before declaring it gone.
+AGENT_TIMEOUT=${AGENT_TIMEOUT:-15s}
 KUBELET_PORT=${KUBELET_PORT:-10250}
 VK_METRICS_PORT=${VK_METRICS_PORT:-10255}
 AGENTS=${AGENTS:-1}
 VK_TITUS=${VK_TITUS:-1}
-NODE_NAME=vk-titus-0
+# With masters, vk-titus discovers the agents and names each node after its
+# agent id; without, it serves the static agent list from --nodename.
+if [ "$MASTERS" -gt 0 ]; then NODE_NAME=agent-0; else NODE_NAME=vk-titus-0; fi
 declare -A started_at=() # NAME -> epoch seconds of its launch by this run
 
 log() { printf 'stack: [%3ds] %s\n' "$SECONDS" "$*" >&2; }
@@ -73,7 +82,7 @@ rank() {
     kube-scheduler) echo 30 ;;
     kube-controller-manager) echo 40 ;;
     zookeeper) echo 50 ;;
-    legacy-master*) echo 60 ;;
+    master-*) echo 60 ;;
     agent-*) echo 70 ;;
     vk-titus*) echo 90 ;;
     *) echo 80 ;;
@@ -284,6 +293,7 @@ wait_component() {
     kube-controller-manager) wait_for kube-controller-manager 60 "kube-controller-manager /healthz" check_https_healthz "$CM_PORT" ;;
     zookeeper) wait_for zookeeper 60 "zookeeper ruok" check_zookeeper ;;
     agent-*) wait_for "$1" 30 "$1 GET_HEALTH" check_agent "$((AGENT_PORT_BASE + ${1#agent-}))" ;;
+    master-*) wait_for "$1" 30 "$1 GET_HEALTH" check_agent "$((MASTER_PORT_BASE + ${1#master-}))" ;;
     vk-titus)
       wait_for vk-titus 60 "vk-titus metrics port $VK_METRICS_PORT" check_tcp "$VK_METRICS_PORT"
       wait_node_ready
@@ -317,6 +327,7 @@ build_all() {
   [ "${SKIP_BUILD:-0}" = 1 ] && return 0
   local -a targets=()
   [ "$AGENTS" -gt 0 ] && targets+=(bin/legacy-agent)
+  [ "$MASTERS" -gt 0 ] && targets+=(bin/legacy-master)
   [ "$VK_TITUS" != 0 ] && targets+=(bin/vk-titus)
   [ ${#targets[@]} -eq 0 ] && return 0
   log "building ${targets[*]}"
@@ -441,12 +452,22 @@ log4j.appender.CONSOLE.layout.ConversionPattern=%d{ISO8601} - %-5p [%t:%C{1}@%L]
 EOF
 
   local i new="$L/vk-titus.yaml.new"
-  {
-    echo "agents:"
-    for ((i = 0; i < AGENTS; i++)); do
-      echo "  - endpoint: http://127.0.0.1:$(agent_port "$i")"
-    done
-  } >"$new"
+  if [ "$MASTERS" -gt 0 ]; then
+    cat >"$new" <<EOF
+master: zk://127.0.0.1:$ZK_PORT/mesos
+agentPollInterval: 2s
+timeouts:
+  healthInterval: 2s
+  agentGone: 60s
+EOF
+  else
+    {
+      echo "agents:"
+      for ((i = 0; i < AGENTS; i++)); do
+        echo "  - endpoint: http://127.0.0.1:$(agent_port "$i")"
+      done
+    } >"$new"
+  fi
   # A running vk-titus is restarted when the agent list it was started with changed.
   if [ -f "$L/vk-titus.yaml" ] && ! cmp -s "$new" "$L/vk-titus.yaml" && running vk-titus; then
     log "agent list changed: restarting vk-titus"
@@ -519,7 +540,16 @@ record_cmds() {
     -cp "$cp" \
     org.apache.zookeeper.server.quorum.QuorumPeerMain "$L/zookeeper/conf/zoo.cfg"
 
-  local i
+  local i master_flags=()
+  for ((i = 0; i < MASTERS; i++)); do
+    save_cmd "master-$i" "$root/bin/legacy-master" \
+      --listen "127.0.0.1:$((MASTER_PORT_BASE + i))" \
+      --zk "zk://127.0.0.1:$ZK_PORT/mesos" \
+      --id "master-$i" \
+      --hostname 127.0.0.1 \
+      --agent-timeout "$AGENT_TIMEOUT"
+  done
+  [ "$MASTERS" -gt 0 ] && master_flags=(--master "zk://127.0.0.1:$ZK_PORT/mesos" --heartbeat-interval 2s)
   for ((i = 0; i < AGENTS; i++)); do
     mkdir -p "$L/agents/agent-$i"
     save_cmd "agent-$i" "$root/bin/legacy-agent" \
@@ -528,7 +558,7 @@ record_cmds() {
       --agent-id "agent-$i" \
       --resources "$(agent_resources "$i")" \
       --attributes "zone:zone-$i;instance_type:m5.large" \
-      --hostname 127.0.0.1
+      --hostname 127.0.0.1 "${master_flags[@]}"
   done
 
   save_cmd vk-titus "$root/bin/vk-titus" run \
@@ -568,6 +598,14 @@ write_env() {
       echo "LEGACY_AGENT_$i=http://127.0.0.1:$(agent_port "$i")"
     done
     echo "NODE_NAME=$NODE_NAME"
+    echo "MASTERS=$MASTERS"
+    if [ "$MASTERS" -gt 0 ]; then
+      echo "LEGACY_MASTER=http://127.0.0.1:$MASTER_PORT_BASE"
+      echo "LEGACY_MASTER_ZK=zk://127.0.0.1:$ZK_PORT/mesos"
+    fi
+    for ((i = 0; i < MASTERS; i++)); do
+      echo "LEGACY_MASTER_$i=http://127.0.0.1:$((MASTER_PORT_BASE + i))"
+    done
     echo "VK_TITUS=$VK_TITUS"
     echo "KUBELET_PORT=$KUBELET_PORT"
     echo "VK_METRICS=http://127.0.0.1:$VK_METRICS_PORT"
@@ -612,19 +650,28 @@ cmd_up() {
   write_configs
   record_cmds
 
-  # Agents beyond AGENTS from an earlier, larger `up` are stopped and forgotten.
-  for f in "$CMDS"/agent-* "$PIDS"/agent-*.pid; do
+  [[ "$MASTERS" =~ ^[0-9]+$ ]] || die "MASTERS must be a number, got '$MASTERS'"
+  # Agents and masters beyond AGENTS/MASTERS from an earlier, larger `up`
+  # are stopped and forgotten.
+  for f in "$CMDS"/agent-* "$PIDS"/agent-*.pid "$CMDS"/master-* "$PIDS"/master-*.pid; do
     [ -e "$f" ] || continue
     name=$(basename "$f" .pid)
-    if [ "${name#agent-}" -ge "$AGENTS" ]; then
-      stop_component "$name"
-      rm -f "$CMDS/$name"
-    fi
+    case $name in
+      agent-*) [ "${name#agent-}" -ge "$AGENTS" ] || continue ;;
+      master-*) [ "${name#master-}" -ge "$MASTERS" ] || continue ;;
+    esac
+    stop_component "$name"
+    rm -f "$CMDS/$name"
   done
 
   # Independent components first, so their start-up overlaps the control plane's.
   launch etcd
   launch zookeeper
+  if [ "$MASTERS" -gt 0 ]; then
+    wait_component zookeeper
+    for ((i = 0; i < MASTERS; i++)); do launch "master-$i"; done
+    for ((i = 0; i < MASTERS; i++)); do wait_component "master-$i"; done
+  fi
   for ((i = 0; i < AGENTS; i++)); do launch "agent-$i"; done
   wait_component etcd
   launch kube-apiserver
