@@ -7,14 +7,15 @@
 #   make test        test-unit, then test-e2e
 #   make test-unit   go test of every package but ./integration/... (fuzz seed corpora included)
 #   make test-e2e    make up; go test ./integration/...; make down (always)
-#   make bench       benchmarks (placeholder)
+#   make bench       bench/cmd/vk-bench: vk-titus vs a baseline virtual node on the local stack
+#                    (BENCH_FLAGS, e.g. --burst 100 --scale 1000 --restart 500 --rounds 1)
 #   make clean       make down, then remove bin/ and .local/
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
 GO ?= go
-BINS := vk-titus legacy-agent
+BINS := vk-titus legacy-agent legacy-master
 AGENTS ?= 1
 E2E_TIMEOUT ?= 40m
 export AGENTS
