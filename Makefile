@@ -47,9 +47,10 @@ test-unit:
 # The stack is always brought down, and the exit code is go test's (or up's).
 # On failure the tails of the current components' logs are printed, then go test's
 # package result lines once more so that they stay the closing lines.
+# The end-to-end suite wants the fleet: two legacy masters, three agents.
 test-e2e:
 	@rc=0; out=$$(mktemp); \
-	if scripts/stack.sh up >/dev/null; then \
+	if AGENTS=3 MASTERS=2 scripts/stack.sh up >/dev/null; then \
 	  set -o pipefail; \
 	  $(GO) test -count=1 -timeout $(E2E_TIMEOUT) ./integration/... 2>&1 | tee "$$out" || rc=$$?; \
 	else rc=$$?; echo "test-e2e: make up failed (exit $$rc)" >&2; fi; \
