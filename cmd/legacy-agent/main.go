@@ -44,7 +44,7 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := agent.RunRegistered(ctx, cfg); err != nil {
+	if err := agent.Run(ctx, cfg); err != nil {
 		logrus.WithError(err).Fatal("legacy-agent failed")
 	}
 }

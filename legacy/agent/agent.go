@@ -229,8 +229,9 @@ func (a *Agent) Close() error {
 	return nil
 }
 
-// Run listens on cfg.Listen, serves until ctx is done, then closes the agent
-// (killing its containers) and shuts the server down.
+// Run listens on cfg.Listen and serves until ctx is done, registered with
+// cfg.Master when one is set; then it closes the agent (killing its
+// containers) and shuts the server down.
 func Run(ctx context.Context, cfg Config) error {
 	if cfg.Listen == "" {
 		cfg.Listen = DefaultListen
@@ -247,29 +248,50 @@ func Run(ctx context.Context, cfg Config) error {
 		ln.Close()
 		return err
 	}
+	handler := a.Handler()
+	regCtx, stopReg := context.WithCancel(ctx)
+	regDone := make(chan struct{})
+	if cfg.Master == "" {
+		close(regDone)
+	} else {
+		reg, err := a.NewRegistrar()
+		if err != nil {
+			stopReg()
+			ln.Close()
+			a.Close()
+			return err
+		}
+		handler = reg.Wrap(handler)
+		go func() {
+			defer close(regDone)
+			if err := reg.Run(regCtx); err != nil {
+				a.log.WithError(err).Error("registration stopped")
+			}
+		}()
+	}
 	srv := &http.Server{
-		Handler:           a.Handler(),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		// No write timeout: WAIT_CONTAINER is a long poll.
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	a.log.WithField("listen", ln.Addr().String()).Info("serving /api/v1")
+	a.log.WithFields(logrus.Fields{"listen": ln.Addr().String(), "master": cfg.Master}).Info("serving /api/v1")
 	select {
 	case err = <-errc:
-		a.Close()
-		return err
 	case <-ctx.Done():
+		a.log.Info("shutting down: killing containers")
 	}
-	a.log.Info("shutting down: killing containers")
+	stopReg()
+	<-regDone
 	a.Close() // completes pending WAITs, so Shutdown does not hang on them
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
+	if serr := srv.Shutdown(sctx); serr != nil {
 		srv.Close()
 	}
-	return nil
+	return err
 }
 
 func (a *Agent) wake() {

@@ -46,7 +46,7 @@ type Config struct {
 	// Default 32.
 	MaxConcurrentSpawns int
 
-	// Master, when set, makes RunRegistered register the agent with the
+	// Master, when set, makes Run register the agent with the
 	// leading master: "zk://host:port[,host:port]/path" (the leader is
 	// found in ZooKeeper as Mesos agents find it) or "http://host:port" (a
 	// fixed master; a non-leading one redirects). Empty: standalone.

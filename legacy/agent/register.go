@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -243,63 +242,4 @@ func (a *Agent) runningContainers() []protocol.Container {
 		out = append(out, protocol.Container{ID: c.id, Kind: protocol.KindOf(c.id), Resources: res})
 	}
 	return out
-}
-
-// RunRegistered is Run plus registration with cfg.Master; with no master
-// it is exactly Run.
-func RunRegistered(ctx context.Context, cfg Config) error {
-	if cfg.Master == "" {
-		return Run(ctx, cfg)
-	}
-	if cfg.Listen == "" {
-		cfg.Listen = DefaultListen
-	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return err
-	}
-	if cfg.Port == 0 {
-		cfg.Port = int32(ln.Addr().(*net.TCPAddr).Port)
-	}
-	a, err := New(cfg)
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	reg, err := a.NewRegistrar()
-	if err != nil {
-		ln.Close()
-		a.Close()
-		return err
-	}
-	srv := &http.Server{
-		Handler:           reg.Wrap(a.Handler()),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-	}
-	regCtx, stopReg := context.WithCancel(ctx)
-	regDone := make(chan struct{})
-	go func() {
-		defer close(regDone)
-		if err := reg.Run(regCtx); err != nil {
-			a.log.WithError(err).Error("registration stopped")
-		}
-	}()
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	a.log.WithFields(logrus.Fields{"listen": ln.Addr().String(), "master": cfg.Master}).Info("serving /api/v1")
-	select {
-	case err = <-errc:
-	case <-ctx.Done():
-		a.log.Info("shutting down: killing containers")
-	}
-	stopReg()
-	<-regDone
-	a.Close()
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if serr := srv.Shutdown(sctx); serr != nil {
-		srv.Close()
-	}
-	return err
 }
