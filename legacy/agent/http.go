@@ -87,7 +87,7 @@ func negotiate(r *http.Request) (req, resp encoding.Codec, err error) {
 	c, ok := codecs.ByMediaType[encoding.MediaType(mt)]
 	if perr != nil || !ok {
 		return req, resp, &apiError{http.StatusUnsupportedMediaType, fmt.Sprintf(
-			"Expecting 'Content-Type' of %s or %s (streaming requests are not supported by this agent)",
+			"Expecting 'Content-Type' of %s or %s (or application/recordio for ATTACH_CONTAINER_INPUT)",
 			codecs.MediaTypeJSON, codecs.MediaTypeProtobuf)}
 	}
 	req = c
@@ -145,7 +145,11 @@ func (a *Agent) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("Expecting 'POST', received '%s'", r.Method))
 		return
 	}
-	reqCodec, respCodec, err := negotiate(r)
+	if isRecordIO(r) {
+		a.serveStreamingRequest(w, r) // ATTACH_CONTAINER_INPUT (session.go)
+		return
+	}
+	reqCodec, respCodec, notAcceptable, err := negotiateCall(r)
 	if err != nil {
 		writeErr(w, err)
 		return
@@ -166,6 +170,9 @@ func (a *Agent) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	log := a.log.WithField("call", call.Type.String())
 	log.Debug("processing call")
+	if a.serveSessionCall(w, r, &call, respCodec, notAcceptable, log) {
+		return // the streaming and nested-container calls (session.go)
+	}
 
 	switch call.Type {
 	case agent.Call_GET_HEALTH:
