@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -257,4 +258,17 @@ func waitLogs(t *testing.T, pod, want string) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+func runWithStdin(t *testing.T, bin string, args []string, stdin string, stdout *bytes.Buffer) error {
+	t.Helper()
+	cmd := exec.CommandContext(ctxFor(t, 30*time.Second), bin, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	cmd.Stdout = stdout
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%w: %s", err, stderr.String())
+	}
+	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
@@ -206,22 +205,6 @@ func (p *Provider) running(namespace, podName, container, id string) bool {
 		}
 	}
 	return false
-}
-
-// RunInContainer is not offered by this agent API subset yet.
-func (p *Provider) RunInContainer(ctx context.Context, namespace, podName, containerName string, cmd []string, attach api.AttachIO) error {
-	return errdefs.InvalidInputf("exec into %s/%s: not supported by vk-titus yet (%s)", namespace, podName, strings.Join(cmd, " "))
-}
-
-// execProbe runs an exec probe; it needs exec, which this agent API subset
-// does not offer yet.
-func (p *Provider) execProbe(ctx context.Context, c *corev1.Container, cmd []string) error {
-	return fmt.Errorf("exec probe %q: exec is not supported by vk-titus yet", strings.Join(cmd, " "))
-}
-
-// AttachToContainer is not offered yet.
-func (p *Provider) AttachToContainer(ctx context.Context, namespace, podName, containerName string, attach api.AttachIO) error {
-	return errdefs.InvalidInputf("attach to %s/%s: not supported by vk-titus yet", namespace, podName)
 }
 
 // PortForward is not possible: containers share the agent's host network.

@@ -76,12 +76,12 @@ func init() {
 }
 
 // ObserveAgentCall is the agent client's Options.Observe: calls by type and
-// outcome, and their latency (WAIT excluded: it lasts as long as the
-// container does).
+// outcome, and their latency.
 func ObserveAgentCall(call string, took time.Duration, err error) {
 	call = strings.ToLower(call)
 	agentCalls.WithLabelValues(call, outcome(err)).Inc()
-	if call != "wait_container" {
+	// WAITs and exec input streams last as long as what they follow.
+	if !strings.HasPrefix(call, "wait_") && call != "attach_container_input" {
 		agentLatency.WithLabelValues(call).Observe(took.Seconds())
 	}
 }

@@ -189,7 +189,7 @@ func (pr *prober) execute(ctx context.Context, d due) {
 	if !stale {
 		pb = probeOf(spec, d.kind)
 	}
-	podIP := pr.p.hostIP
+	podIP, ns, name := pr.p.hostIP, d.rec.pod.Namespace, d.rec.pod.Name
 	d.rec.mu.Unlock()
 	if stale || pb == nil {
 		return
@@ -199,7 +199,7 @@ func (pr *prober) execute(ctx context.Context, d due) {
 		timeout = time.Second
 	}
 	pctx, cancel := context.WithTimeout(ctx, timeout)
-	err := pr.probe(pctx, podIP, spec, pb)
+	err := pr.probe(pctx, podIP, ns, name, spec, pb)
 	cancel()
 
 	d.rec.mu.Lock()
@@ -270,7 +270,7 @@ func (pr *prober) record(d due, pb *corev1.Probe, err error) {
 }
 
 // probe performs one check the way the kubelet's prober does.
-func (pr *prober) probe(ctx context.Context, podIP string, c *corev1.Container, pb *corev1.Probe) error {
+func (pr *prober) probe(ctx context.Context, podIP, ns, podName string, c *corev1.Container, pb *corev1.Probe) error {
 	switch {
 	case pb.HTTPGet != nil:
 		g := pb.HTTPGet
@@ -324,7 +324,7 @@ func (pr *prober) probe(ctx context.Context, podIP string, c *corev1.Container, 
 		}
 		return conn.Close()
 	case pb.Exec != nil:
-		return pr.p.execProbe(ctx, c, pb.Exec.Command)
+		return pr.p.execProbe(ctx, ns, podName, c.Name, pb.Exec.Command)
 	default:
 		return fmt.Errorf("probe type not supported by vk-titus (gRPC)")
 	}
