@@ -199,8 +199,10 @@ func TestDetectorSurvivesZooKeeperOutage(t *testing.T) {
 	// detector and m1 have their sessions back (the ZooKeeper server keeps
 	// sessions across its restart), so m1's close below reaches the server.
 	for d.conn.State() != zk.StateHasSession || m1.conn.State() != zk.StateHasSession {
-		if time.Since(restarted) > 15*time.Second {
-			t.Fatalf("no session 15s after the restart: detector %v, m1 %v", d.conn.State(), m1.conn.State())
+		// Generous: a loaded machine (the JVM restarting on two busy cores)
+		// is slow here, and this is not a timing assertion.
+		if time.Since(restarted) > 60*time.Second {
+			t.Fatalf("no session 60s after the restart: detector %v, m1 %v", d.conn.State(), m1.conn.State())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
