@@ -39,8 +39,10 @@ func (p *Provider) step(rec *podRecord, c *ctr, ev sm.Event) {
 			continue
 		}
 		p.apply(rec, c, t, ev)
+		// Per-transition lines are debug: at thousands of pods they would
+		// cost more than the transitions (the counters and events stay).
 		if from != t.To {
-			log.WithField("state", t.To).WithField("from", from).Info("transition")
+			log.WithField("state", t.To).WithField("from", from).Debug("transition")
 		}
 		transitions.WithLabelValues(string(from), string(t.To)).Inc()
 		for _, a := range t.Actions {

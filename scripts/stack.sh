@@ -27,6 +27,7 @@
 #   MASTERS=1                number of legacy masters (ZooKeeper leader election;
 #                            0: vk-titus serves the agents as a static list)
 #   AGENT_TIMEOUT=15s        masters declare a silent agent gone after this
+#   VK_LOG_LEVEL=info        vk-titus's --log-level (debug logs every queue item)
 #   VK_TITUS=0               do not start vk-titus (nor wait for its node)
 #   SKIP_BUILD=1             do not run `make` (use the bin/ that is there)
 #   ETCD_FSYNC=1             keep etcd's fsync (default off: a throwaway cluster)
@@ -570,7 +571,7 @@ record_cmds() {
     --tls-private-key-file "$PKI/kubelet.key" \
     --client-verify-ca "$PKI/ca.crt" \
     --metrics-addr "127.0.0.1:$VK_METRICS_PORT" \
-    --log-level debug
+    --log-level "${VK_LOG_LEVEL:-info}"
 }
 
 write_env() {
