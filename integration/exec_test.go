@@ -57,7 +57,7 @@ func TestExecWithTTY(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err = exec.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: strings.NewReader(""), Stdout: &out, Tty: true,
-		TerminalSizeQueue: fixedSize{rows: 33, cols: 101}})
+		TerminalSizeQueue: &oneSize{rows: 33, cols: 101}})
 	var exitErr utilexec.CodeExitError
 	if !errors.As(err, &exitErr) || exitErr.Code != 3 {
 		t.Errorf("exit: %v", err)
@@ -68,9 +68,18 @@ func TestExecWithTTY(t *testing.T) {
 	kubectl(t, "delete", "pod", "-n", ns, "ttyme", "--wait=false")
 }
 
-type fixedSize struct{ rows, cols uint16 }
+// oneSize reports one terminal size, then none (nil ends the queue); a
+// queue that always answers would flood the stream with resizes.
+type oneSize struct {
+	rows, cols uint16
+	sent       bool
+}
 
-func (f fixedSize) Next() *remotecommand.TerminalSize {
+func (f *oneSize) Next() *remotecommand.TerminalSize {
+	if f.sent {
+		return nil
+	}
+	f.sent = true
 	return &remotecommand.TerminalSize{Width: f.cols, Height: f.rows}
 }
 
