@@ -1,0 +1,83 @@
+// Command vk-bench is `make bench`: it compares vk-titus with a baseline
+// virtual node (virtual-kubelet's node library and a provider that marks
+// every pod Running at once) on the local stack, and prints a markdown table
+// (also written to .local/bench/).
+//
+//	vk-bench [--burst 1000] [--scale 10000] [--restart 5000] [--rounds 3]
+//	         [--scenarios burst,scale,restart,micro] [--idle 30s]
+//	         [--baseline-queue-qps 0]
+//	vk-bench baseline --kubeconfig F --nodename N   (run by vk-bench itself)
+//
+// Run it from the repository root. It brings the stack up when .local/env is
+// missing (and down again at the end), and deletes every pod it created.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/vk-titus/vk-titus/bench"
+)
+
+func main() {
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == "baseline" {
+		err = runBaseline(ctx, os.Args[2:])
+	} else {
+		err = runBench(ctx, os.Args[1:])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "vk-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func runBench(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("vk-bench", flag.ExitOnError)
+	var o bench.Options
+	scenarios := fs.String("scenarios", "burst,scale,restart,micro", "scenarios to run, comma-separated")
+	fs.IntVar(&o.Burst, "burst", 1000, "pods created at once in the burst scenario")
+	fs.IntVar(&o.Scale, "scale", 10000, "pods running in the scale scenario")
+	fs.IntVar(&o.Restart, "restart", 5000, "pods running while the node process restarts")
+	fs.IntVar(&o.Rounds, "rounds", 3, "rounds per scenario and side (alternating)")
+	fs.DurationVar(&o.Idle, "idle", 30e9, "idle window for RSS and CPU at scale")
+	fs.IntVar(&o.Kills, "kills", 5, "processes killed at scale to time a status change")
+	fs.IntVar(&o.OutageKills, "outage-kills", 3, "processes killed while vk-titus is down")
+	fs.IntVar(&o.Creators, "creators", 64, "create/delete calls the bench keeps in flight")
+	fs.Float64Var(&o.BaselineQueueQPS, "baseline-queue-qps", 0,
+		"> 0: the baseline node uses vk-titus's vknode with pod queues at this rate, not nodeutil's 10/s")
+	fs.BoolVar(&o.StopStack, "stop-stack", false, "bring the stack down at the end even if it was up")
+	_ = fs.Parse(args)
+	o.Scenarios = strings.Split(*scenarios, ",")
+	if o.Rounds < 1 || o.Burst < 1 || o.Scale < 1 || o.Restart < 1 || o.Creators < 1 {
+		return fmt.Errorf("sizes and rounds must be positive")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	o.Self = self
+	return bench.Run(ctx, o)
+}
+
+func runBaseline(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("vk-bench baseline", flag.ExitOnError)
+	var o bench.BaselineOptions
+	var qps float64
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig")
+	fs.StringVar(&o.NodeName, "nodename", bench.BaselineNode, "node name")
+	fs.Float64Var(&qps, "kube-api-qps", 200, "client QPS (vk-titus's default)")
+	fs.IntVar(&o.Burst, "kube-api-burst", 400, "client burst (vk-titus's default)")
+	fs.IntVar(&o.Workers, "pod-sync-workers", 10, "pod sync workers (vk-titus's default)")
+	fs.Float64Var(&o.QueueQPS, "pod-queue-qps", 0, "> 0: build the node with vknode and these pod queue items/s (0: nodeutil)")
+	_ = fs.Parse(args)
+	o.QPS = float32(qps)
+	return bench.RunBaseline(ctx, o)
+}
