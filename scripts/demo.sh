@@ -15,7 +15,7 @@ k get node "$NODE_NAME" -o jsonpath='{.metadata.labels}{"\n"}{.spec.taints}{"\n"
 
 step "A pod that tolerates the virtual node, placed there by kube-scheduler"
 "$KUBECTL" delete pod demo --ignore-not-found --wait=true >/dev/null
-cat <<'YAML' | tee /dev/stderr | "$KUBECTL" apply -f -
+sed "s/NODE/$NODE_NAME/" <<'YAML' | tee /dev/stderr | "$KUBECTL" apply -f -
 apiVersion: v1
 kind: Pod
 metadata:
@@ -23,7 +23,7 @@ metadata:
 spec:
   restartPolicy: Never
   terminationGracePeriodSeconds: 5
-  nodeSelector: {type: virtual-kubelet}
+  nodeSelector: {type: virtual-kubelet, kubernetes.io/hostname: NODE}
   tolerations: [{key: virtual-kubelet.io/provider, operator: Exists}]
   containers:
     - name: main

@@ -686,6 +686,10 @@ cmd_up() {
   wait_for kube-controller-manager 90 "the default ServiceAccount (controller-manager)" check_default_sa
   if [ "$VK_TITUS" != 0 ]; then
     apply_rbac
+    # Virtual nodes left in etcd by an earlier stack (another AGENTS or
+    # MASTERS) would look Ready to the scheduler until their leases lapse; a
+    # vk-titus that starts now registers the nodes it serves.
+    running vk-titus || kc delete nodes -l type=virtual-kubelet --ignore-not-found >/dev/null
     launch vk-titus
     wait_component vk-titus
   else
