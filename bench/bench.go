@@ -391,8 +391,9 @@ func (b *Bench) cpuSnapshot() map[string]float64 {
 }
 
 // addCPU records the CPU seconds each part of the stack spent between two
-// snapshots: the side's node process, the agent, the API server and etcd,
-// and everything together; where a burst's time goes on a shared machine.
+// snapshots: the side's node process, the agent, the API server, and every
+// process of the stack together: where a burst's time goes on a machine
+// whose cores everything shares.
 func (b *Bench) addCPU(sc, phase string, im impl, before, after map[string]float64) {
 	node := "vk-titus"
 	if im.name == "baseline" {
@@ -403,7 +404,7 @@ func (b *Bench) addCPU(sc, phase string, im impl, before, after map[string]float
 		total += v - before[name]
 	}
 	for _, c := range []struct{ key, label string }{{node, "node process"}, {"agent-0", "agent-0"},
-		{"kube-apiserver", "kube-apiserver"}, {"etcd", "etcd"}} {
+		{"kube-apiserver", "kube-apiserver"}} {
 		if _, ok := after[c.key]; ok {
 			b.rep.Add(sc, fmt.Sprintf("CPU s %s: %s", phase, c.label), im.name, after[c.key]-before[c.key])
 		}

@@ -151,7 +151,10 @@ func (r *Report) Markdown() string {
 		fmt.Fprintf(&sb, "| %s | %s | %s | %s | %s | %s | %s |\n", row.Scenario, row.Metric,
 			num(row.BaselineMedian), num(row.VKTitusMedian), ratio(row.Ratio), row.Target, met)
 	}
-	sb.WriteString("\nValues are medians over rounds; latencies are watch-observed (create call returned → first event showing the state).\n")
+	sb.WriteString("\nValues are medians over rounds. Latencies are watch-observed: create call returned → first event showing\n" +
+		"the pod Running (or a process's kill → first event showing it terminated). Pods: one `sleep 100000` container,\n" +
+		"requests 1m/1Mi, restartPolicy Never, terminationGracePeriodSeconds 2; delete = graceful delete of every pod\n" +
+		"until the API has none left and (vk-titus) the agent lists none and no process is left in its work directory.\n")
 	for _, e := range r.Errors {
 		fmt.Fprintf(&sb, "\nERROR: %s\n", e)
 	}
