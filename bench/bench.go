@@ -81,6 +81,15 @@ type Bench struct {
 func Run(ctx context.Context, o Options) (err error) {
 	RaiseOpenFileLimit()
 	b := &Bench{o: o, rep: NewReport(o)}
+	root, err := stack.RepoRoot()
+	if err != nil {
+		return err
+	}
+	unlock, err := lockBench(filepath.Join(root, ".local"))
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	env, err := stack.Load()
 	if errors.Is(err, stack.ErrNotUp) {
 		logf("stack not up: scripts/stack.sh up")
@@ -97,11 +106,6 @@ func Run(ctx context.Context, o Options) (err error) {
 	if env.LegacyAgent == "" || env.Vars["VK_TITUS"] == "0" {
 		return errors.New("the stack must run vk-titus and at least one agent")
 	}
-	unlock, err := lockBench(env.StackRoot)
-	if err != nil {
-		return err
-	}
-	defer unlock()
 	defer func() {
 		// Cleanup must run even when ctx was cancelled (^C).
 		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -148,6 +152,9 @@ func Run(ctx context.Context, o Options) (err error) {
 			}
 			for _, im := range order {
 				if err := b.scenario(ctx, sc, r, im); err != nil {
+					if ctx.Err() != nil {
+						return ctx.Err() // interrupted: teardown cleans up
+					}
 					logf("%s round %d %s: %v", sc, r, im.name, err)
 					b.rep.Error(fmt.Sprintf("%s r%d %s", sc, r, im.name), err)
 					if cerr := b.cleanupAll(ctx); cerr != nil {
