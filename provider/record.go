@@ -33,7 +33,14 @@ type podRecord struct {
 	reason     string // pod-level reason (NodeLost, InvalidContainerInfo)
 	message    string
 	status     corev1.PodStatus // as last published
+	// shownState is the task state last published in AnnotationState.
+	shownState statemachine.State
 }
+
+// AnnotationState carries the state machine's state of the pod's main
+// container, so readers that speak the legacy job API (the gateway) show
+// the same Titus state the table maps, not one guessed from the phase.
+const AnnotationState = "vk-titus.io/state"
 
 // ctr is one pod container: one legacy container per run.
 type ctr struct {
@@ -130,11 +137,14 @@ func (r *podRecord) terminal() bool {
 
 func (r *podRecord) podWithStatus() *corev1.Pod {
 	pod := r.pod.DeepCopy()
+	if pod.Annotations == nil {
+		pod.Annotations = map[string]string{}
+	}
 	if r.annotation != "" && pod.Annotations[translate.AnnotationContainerInfo] == "" {
-		if pod.Annotations == nil {
-			pod.Annotations = map[string]string{}
-		}
 		pod.Annotations[translate.AnnotationContainerInfo] = r.annotation
+	}
+	if r.shownState != "" {
+		pod.Annotations[AnnotationState] = string(r.shownState)
 	}
 	pod.Status = *r.status.DeepCopy()
 	return pod
@@ -144,11 +154,26 @@ func (r *podRecord) podWithStatus() *corev1.Pod {
 // reports whether anything a client could see changed.
 func (r *podRecord) refreshStatus(hostIP string) bool {
 	st := r.computeStatus(hostIP)
-	if equality.Semantic.DeepEqual(st, r.status) {
+	state := r.taskState()
+	// Into KillInitiated alone is not worth a write: Kubernetes shows it as
+	// the pod's deletionTimestamp, and a delete burst would double its writes.
+	moved := state != r.shownState && statemachine.TitusOf(state).State != "KillInitiated"
+	if equality.Semantic.DeepEqual(st, r.status) && !moved {
 		return false
 	}
-	r.status = st
+	r.status, r.shownState = st, state
 	return true
+}
+
+// taskState is the state of the pod's first app container: the task, as
+// the legacy job API counts one task per pod.
+func (r *podRecord) taskState() statemachine.State {
+	for _, c := range r.ctrs {
+		if !c.init {
+			return c.state
+		}
+	}
+	return statemachine.Accepted
 }
 
 func (r *podRecord) computeStatus(hostIP string) corev1.PodStatus {

@@ -66,3 +66,47 @@ func TerminatedReason(s State, exitCode int32) string {
 	}
 	return "Error"
 }
+
+// TitusState is a Titus v3 task state with the reason it carries once Finished.
+type TitusState struct {
+	State  string
+	Reason string
+}
+
+// mesosToTitus is how Titus's master read Mesos task states. Tasks the
+// legacy master runs show through this table, pods through infos, so both
+// worlds answer the job API with the same words.
+var mesosToTitus = map[string]TitusState{
+	"TASK_STAGING":          {State: "Launched"},
+	"TASK_STARTING":         {State: "StartInitiated"},
+	"TASK_RUNNING":          {State: "Started"},
+	"TASK_KILLING":          {State: "KillInitiated"},
+	"TASK_UNREACHABLE":      {State: "Disconnected"},
+	"TASK_FINISHED":         {State: "Finished", Reason: "normal"},
+	"TASK_FAILED":           {State: "Finished", Reason: "failed"},
+	"TASK_DROPPED":          {State: "Finished", Reason: "failed"},
+	"TASK_KILLED":           {State: "Finished", Reason: "killed"},
+	"TASK_ERROR":            {State: "Finished", Reason: "invalidRequest"},
+	"TASK_LOST":             {State: "Finished", Reason: "lost"},
+	"TASK_UNKNOWN":          {State: "Finished", Reason: "lost"},
+	"TASK_GONE":             {State: "Finished", Reason: "lost"},
+	"TASK_GONE_BY_OPERATOR": {State: "Finished", Reason: "lost"},
+}
+
+// TitusOfMesos maps a Mesos task state name to Titus; ok is false for a
+// name Mesos does not define.
+func TitusOfMesos(mesosState string) (TitusState, bool) {
+	t, ok := mesosToTitus[mesosState]
+	return t, ok
+}
+
+// TitusOf is what state s shows to the Titus job API.
+func TitusOf(s State) TitusState {
+	i := infos[s]
+	return TitusState{State: i.Titus, Reason: i.TitusReason}
+}
+
+// TitusStates lists the Titus v3 task states in lifecycle order.
+func TitusStates() []string {
+	return []string{"Accepted", "Launched", "StartInitiated", "Started", "KillInitiated", "Disconnected", "Finished"}
+}

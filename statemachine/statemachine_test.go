@@ -162,3 +162,24 @@ func BenchmarkStep(b *testing.B) {
 		}
 	}
 }
+
+func TestTitusMappingsAgree(t *testing.T) {
+	known := map[string]bool{}
+	for _, s := range TitusStates() {
+		known[s] = true
+	}
+	// A bridge state and the Mesos state it reports must read the same in Titus.
+	for _, s := range States() {
+		info := InfoOf(s)
+		viaMesos, ok := TitusOfMesos(info.Mesos)
+		if !ok {
+			t.Fatalf("%s: Mesos state %s has no Titus mapping", s, info.Mesos)
+		}
+		if !known[info.Titus] || !known[viaMesos.State] {
+			t.Fatalf("%s: unknown Titus state %q / %q", s, info.Titus, viaMesos.State)
+		}
+		if info.Terminal && TitusOf(s) != viaMesos {
+			t.Errorf("%s: Titus %v directly but %v via %s", s, TitusOf(s), viaMesos, info.Mesos)
+		}
+	}
+}
