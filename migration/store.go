@@ -1,0 +1,216 @@
+package migration
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+
+	"github.com/go-zookeeper/zk"
+	"github.com/sirupsen/logrus"
+
+	"github.com/vk-titus/vk-titus/discovery"
+)
+
+// Store is the migration stages kept in ZooKeeper, with an in-memory copy
+// that watches keep current. Reads (Resolve, Get, List) are answered from
+// the copy alone: the gateway asks for every new job, and a ZooKeeper
+// outage must not stop jobs from being placed. Writes go to ZooKeeper and
+// reach every Store, the writer's included, through the same watch.
+type Store struct {
+	l    layout
+	def  Stage
+	log  logrus.FieldLogger
+	conn *discovery.Conn
+
+	mu      sync.RWMutex
+	entries map[key]cached
+	// Where the copy stands on the version znode: its creation (a tree
+	// removed and made again is another history), its version (the count
+	// of changes) and the zxid of its last change (what writers wait for).
+	czxid, zxid int64
+	version     int32
+	loaded      bool
+	advanced    chan struct{} // closed, and replaced, whenever zxid moves
+	subs        []chan struct{}
+	closed      bool
+
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+type key struct {
+	scope Scope
+	name  string
+}
+
+// cached is an entry with its stage already parsed: Resolve runs per job.
+type cached struct {
+	entry Entry
+	stage Stage
+}
+
+func (c cached) same(o cached) bool {
+	return c.entry.Stage == o.entry.Stage && c.entry.By == o.entry.By && c.entry.Updated.Equal(o.entry.Updated)
+}
+
+// Open connects to ZooKeeper at zkURL (zk://host:port[,host:port]/root;
+// the root is created if missing), reads every entry and keeps following
+// them until Close. def is the stage of applications no entry names.
+//
+// ctx bounds the wait for the first session and the first read: a gateway
+// that cannot learn the stages must not start, or it would send migrated
+// applications back to the default. log may be nil.
+func Open(ctx context.Context, zkURL string, def Stage, log logrus.FieldLogger) (*Store, error) {
+	u, err := discovery.ParseZKURL(zkURL)
+	if err != nil {
+		return nil, fmt.Errorf("migration: %w: %w", ErrInvalid, err)
+	}
+	if _, err := ParseStage(def.String()); err != nil {
+		return nil, fmt.Errorf("migration: default stage: %w", err)
+	}
+	if log == nil {
+		l := logrus.New()
+		l.SetOutput(io.Discard)
+		log = l
+	}
+	log = log.WithField("zk", u.String())
+	conn, err := discovery.Dial(u, discovery.DefaultSessionTimeout, log)
+	if err != nil {
+		return nil, fmt.Errorf("migration: %w", err)
+	}
+	s := &Store{
+		l: layout{root: u.Path}, def: def, log: log, conn: conn,
+		entries:  map[key]cached{},
+		advanced: make(chan struct{}),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	watch, err := s.start(ctx)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("migration: opening %s: %w", u, err)
+	}
+	go s.run(watch)
+	return s, nil
+}
+
+// start waits for a session, lays out the tree and reads it.
+func (s *Store) start(ctx context.Context) (<-chan zk.Event, error) {
+	for s.conn.State() != zk.StateHasSession {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("no session: %w: %w", ErrUnavailable, ctx.Err())
+		case <-s.conn.Kick:
+		}
+	}
+	if err := s.l.ensure(s.conn.Conn); err != nil {
+		return nil, zkError("creating the tree", err)
+	}
+	watch, err := s.refresh()
+	if err != nil {
+		return nil, zkError("reading the stages", err)
+	}
+	return watch, nil
+}
+
+// Close stops following ZooKeeper, ends the session and closes every
+// Changes channel. It is safe to call more than once.
+func (s *Store) Close() {
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		s.conn.Close()
+		<-s.done
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.closed = true
+		for _, ch := range s.subs {
+			close(ch)
+		}
+		s.subs = nil
+	})
+}
+
+// Default is the stage of applications that no entry names.
+func (s *Store) Default() Stage { return s.def }
+
+// Resolve decides the stage of an application's new jobs: its own entry,
+// else its capacity group's, else the default. It never waits on the
+// network; during a ZooKeeper outage it answers from the last known state.
+// Either name may be empty.
+func (s *Store) Resolve(application, capacityGroup string) Decision {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, k := range []key{{ScopeApplication, application}, {ScopeCapacityGroup, capacityGroup}} {
+		if k.name == "" {
+			continue
+		}
+		if c, ok := s.entries[k]; ok {
+			return Decision{Stage: c.stage, Scope: k.scope, Name: k.name}
+		}
+	}
+	return Decision{Stage: s.def}
+}
+
+// Get returns the entry of one application or capacity group, from the
+// in-memory copy.
+func (s *Store) Get(scope Scope, name string) (Entry, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	c, ok := s.entries[key{scope, name}]
+	return c.entry, ok
+}
+
+// List returns every entry, sorted by scope, then name.
+func (s *Store) List() []Entry {
+	s.mu.RLock()
+	out := make([]Entry, 0, len(s.entries))
+	for _, c := range s.entries {
+		out = append(out, c.entry)
+	}
+	s.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Scope != out[j].Scope {
+			return out[i].Scope < out[j].Scope
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
+}
+
+// Changes returns a new subscription that receives a value after the
+// in-memory copy changed. It holds at most one pending value, so a slow
+// reader sees one wake-up for many changes and never blocks the Store; it
+// says that something changed, not what. It is closed by Close.
+func (s *Store) Changes() <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		close(ch)
+		return ch
+	}
+	s.subs = append(s.subs, ch)
+	return ch
+}
+
+// notifyLocked wakes every subscriber; s.mu must be held.
+func (s *Store) notifyLocked() {
+	for _, ch := range s.subs {
+		select {
+		case ch <- struct{}{}:
+		default: // a wake-up is already pending
+		}
+	}
+}
+
+// zkError wraps a ZooKeeper error, marking it ErrUnavailable when
+// ZooKeeper could not be asked at all.
+func zkError(what string, err error) error {
+	if unreachable(err) {
+		return fmt.Errorf("%s: %w: %w", what, ErrUnavailable, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
