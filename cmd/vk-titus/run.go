@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strconv"
@@ -50,6 +51,7 @@ type opts struct {
 	taintKey        string
 	taintEffect     string
 	metricsAddr     string
+	profiling       bool
 	enableNodeLease bool
 	clientVerifyCA  string
 	noVerifyClients bool
@@ -96,6 +98,7 @@ func newRunCommand() *cobra.Command {
 	f.StringVar(&o.taintKey, "taint", "virtual-kubelet.io/provider", "set node taint key")
 	o.taintEffect = envOr("VKUBELET_TAINT_EFFECT", string(corev1.TaintEffectNoSchedule))
 	f.StringVar(&o.metricsAddr, "metrics-addr", ":10255", "address to listen for metrics (/metrics)")
+	f.BoolVar(&o.profiling, "enable-profiling", false, "serve Go's pprof handlers under /debug/pprof/ on --metrics-addr (as the kubelet's enableProfilingHandler)")
 	f.BoolVar(&o.enableNodeLease, "enable-node-lease", true, "use node leases (v1) for node heartbeats")
 	f.StringVar(&o.clientVerifyCA, "client-verify-ca", os.Getenv("APISERVER_CA_CERT_LOCATION"), "CA cert to verify clients of the kubelet API")
 	f.BoolVar(&o.noVerifyClients, "no-verify-clients", false, "do not require client certificate validation")
@@ -110,25 +113,42 @@ func newRunCommand() *cobra.Command {
 	return cmd
 }
 
-func newLogger(o *opts) (*logrus.Logger, error) {
+func newLogger(level, format string) (*logrus.Logger, error) {
 	logger := logrus.New()
-	lvl, err := logrus.ParseLevel(o.logLevel)
+	lvl, err := logrus.ParseLevel(level)
 	if err != nil {
 		return nil, fmt.Errorf("--log-level: %w", err)
 	}
 	logger.SetLevel(lvl)
-	switch o.logFormat {
+	switch format {
 	case "text":
 	case "json":
 		logger.SetFormatter(&logrus.JSONFormatter{})
 	default:
-		return nil, fmt.Errorf("--log-format: %q is not one of text, json", o.logFormat)
+		return nil, fmt.Errorf("--log-format: %q is not one of text, json", format)
 	}
 	return logger, nil
 }
 
+// newKubeClient never leaves client-go at its 5 QPS default: every caller
+// here talks to the API server for thousands of pods.
+func newKubeClient(kubeconfig string, qps float32, burst int) (kubernetes.Interface, error) {
+	restCfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
+		&clientcmd.ClientConfigLoadingRules{ExplicitPath: kubeconfig}, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("--kubeconfig %q: %w", kubeconfig, err)
+	}
+	restCfg.QPS, restCfg.Burst = qps, burst
+	restCfg.UserAgent = "vk-titus/" + version
+	client, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	return client, nil
+}
+
 func run(ctx context.Context, o *opts) error {
-	logger, err := newLogger(o)
+	logger, err := newLogger(o.logLevel, o.logFormat)
 	if err != nil {
 		return err
 	}
@@ -150,20 +170,13 @@ func run(ctx context.Context, o *opts) error {
 	}
 	raiseOpenFileLimit(base)
 
-	restCfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
-		&clientcmd.ClientConfigLoadingRules{ExplicitPath: o.kubeconfig}, &clientcmd.ConfigOverrides{}).ClientConfig()
+	client, err := newKubeClient(o.kubeconfig, o.kubeAPIQPS, o.kubeAPIBurst)
 	if err != nil {
-		return fmt.Errorf("--kubeconfig %q: %w", o.kubeconfig, err)
-	}
-	restCfg.QPS, restCfg.Burst = o.kubeAPIQPS, o.kubeAPIBurst
-	restCfg.UserAgent = "vk-titus/" + version
-	client, err := kubernetes.NewForConfig(restCfg)
-	if err != nil {
-		return fmt.Errorf("kubernetes client: %w", err)
+		return err
 	}
 
 	if o.metricsAddr != "" {
-		go serveMetrics(ctx, o.metricsAddr, base)
+		go serveMetrics(ctx, o.metricsAddr, o.profiling, base)
 	}
 	f := &fleet{o: o, cfg: cfg, client: client, log: base, errs: make(chan error, 1), nodes: map[string]*member{}}
 	if cfg.Master != "" {
@@ -286,9 +299,16 @@ func authHandler(o *opts, client kubernetes.Interface, name string, mux http.Han
 	return nodeutil.WithAuth(auth, mux), nil
 }
 
-func serveMetrics(ctx context.Context, addr string, log *logrus.Entry) {
+func serveMetrics(ctx context.Context, addr string, profiling bool, log *logrus.Entry) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(provider.Registry, promhttp.HandlerOpts{}))
+	if profiling {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { <-ctx.Done(); srv.Close() }()
 	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
