@@ -19,7 +19,7 @@
 #                                  agents: see sweep_agent_orphans
 #
 # NAME is one of: etcd kube-apiserver kube-scheduler kube-controller-manager
-# zookeeper master-0..master-M agent-0..agent-N vk-titus. up/down/start/stop/kill take a lock
+# zookeeper master-0..master-M agent-0..agent-N vk-titus gateway. up/down/start/stop/kill take a lock
 # (.local/.lock), so parallel callers are serialized.
 #
 # Environment for `up`:
@@ -28,13 +28,14 @@
 #                            0: vk-titus serves the agents as a static list)
 #   AGENT_TIMEOUT=15s        masters declare a silent agent gone after this
 #   VK_LOG_LEVEL=info        vk-titus's --log-level (debug logs every queue item)
-#   VK_TITUS=0               do not start vk-titus (nor wait for its node)
+#   VK_TITUS=0               do not start vk-titus (nor wait for its node), nor the gateway
+#                            (the gateway also needs MASTERS > 0)
 #   SKIP_BUILD=1             do not run `make` (use the bin/ that is there)
 #   ETCD_FSYNC=1             keep etcd's fsync (default off: a throwaway cluster)
 #   ports, each on 127.0.0.1: ETCD_PORT=23790 ETCD_PEER_PORT=23800
 #   APISERVER_PORT=26443 SCHEDULER_PORT=26259 CM_PORT=26257 ZK_PORT=22181
 #   AGENT_PORT_BASE=25051 (agent-N listens on BASE+N) KUBELET_PORT=10250
-#   VK_METRICS_PORT=10255
+#   VK_METRICS_PORT=10255 GATEWAY_PORT=27001
 #
 # Layout of .local: pki/ (CA, certs, keys; reused when present), *.kubeconfig,
 # vk-titus.yaml, etcd/ (data), zookeeper/ (conf + data), agents/agent-N/
@@ -63,6 +64,7 @@ MASTERS=${MASTERS:-1}
 AGENT_TIMEOUT=${AGENT_TIMEOUT:-15s}
 KUBELET_PORT=${KUBELET_PORT:-10250}
 VK_METRICS_PORT=${VK_METRICS_PORT:-10255}
+GATEWAY_PORT=${GATEWAY_PORT:-27001}
 AGENTS=${AGENTS:-1}
 VK_TITUS=${VK_TITUS:-1}
 # With masters, vk-titus discovers the agents and names each node after its
@@ -86,6 +88,7 @@ rank() {
     master-*) echo 60 ;;
     agent-*) echo 70 ;;
     vk-titus*) echo 90 ;;
+    gateway) echo 95 ;;
     *) echo 80 ;;
   esac
 }
@@ -265,6 +268,7 @@ check_agent() {
 }
 # shellcheck disable=SC2016 # $0 is expanded by the inner bash
 check_tcp() { timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0"' "$1"; }
+check_http_ok() { curl -fsS --max-time 2 "$1" | grep -qx ok; }
 check_node_exists() { kc get node "$NODE_NAME" -o name; }
 
 # check_node_ready: Ready=True, with a heartbeat from after vk-titus's latest
@@ -299,6 +303,7 @@ wait_component() {
       wait_for vk-titus 60 "vk-titus metrics port $VK_METRICS_PORT" check_tcp "$VK_METRICS_PORT"
       wait_node_ready
       ;;
+    gateway) wait_for gateway 60 "gateway /healthz" check_http_ok "http://127.0.0.1:$GATEWAY_PORT/healthz" ;;
     *) sleep 1; running "$1" || { tail_log "$1"; die "$1 exited"; } ;;
   esac
 }
@@ -378,6 +383,7 @@ make_pki() {
   # vk-titus runs with the least-privilege RBAC of manifests/base (see
   # apply_rbac), not as a cluster admin, so the stack proves the ClusterRole.
   cert vk-titus "/CN=vk-titus" clientAuth
+  cert gateway "/CN=vk-titus-gateway" clientAuth
   cert kubelet "/CN=$NODE_NAME" serverAuth "IP:127.0.0.1,DNS:localhost,DNS:$NODE_NAME"
   if [ ! -s "$PKI/sa.key" ] || [ ! -s "$PKI/sa.pub" ]; then
     openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
@@ -431,6 +437,7 @@ write_configs() {
   chmod 700 "$L/etcd"
   kubeconfig "$L/admin.kubeconfig" admin admin
   kubeconfig "$L/vk-titus.kubeconfig" vk-titus vk-titus
+  kubeconfig "$L/gateway.kubeconfig" vk-titus-gateway gateway
   kubeconfig "$L/kube-scheduler.kubeconfig" system:kube-scheduler kube-scheduler
   kubeconfig "$L/kube-controller-manager.kubeconfig" system:kube-controller-manager kube-controller-manager
 
@@ -571,8 +578,20 @@ record_cmds() {
     --tls-private-key-file "$PKI/kubelet.key" \
     --client-verify-ca "$PKI/ca.crt" \
     --metrics-addr "127.0.0.1:$VK_METRICS_PORT" \
+    --enable-profiling \
+    --log-level "${VK_LOG_LEVEL:-info}"
+
+  save_cmd gateway "$root/bin/vk-titus" gateway \
+    --kubeconfig "$L/gateway.kubeconfig" \
+    --listen "127.0.0.1:$GATEWAY_PORT" \
+    --legacy-master "zk://127.0.0.1:$ZK_PORT/mesos" \
+    --migration-zk "zk://127.0.0.1:$ZK_PORT/vk-titus/migration" \
+    --namespace vk-titus-jobs \
     --log-level "${VK_LOG_LEVEL:-info}"
 }
+
+# gateway_enabled: the gateway fronts both worlds, so it needs both.
+gateway_enabled() { [ "$VK_TITUS" != 0 ] && [ "$MASTERS" -gt 0 ]; }
 
 write_env() {
   local i f="$L/env.tmp"
@@ -610,6 +629,10 @@ write_env() {
     echo "VK_TITUS=$VK_TITUS"
     echo "KUBELET_PORT=$KUBELET_PORT"
     echo "VK_METRICS=http://127.0.0.1:$VK_METRICS_PORT"
+    if gateway_enabled; then
+      echo "LEGACY_API=http://127.0.0.1:$GATEWAY_PORT"
+      echo "MIGRATION_ZK=zk://127.0.0.1:$ZK_PORT/vk-titus/migration"
+    fi
   } >"$f"
   mv "$f" "$L/env"
 }
@@ -633,9 +656,18 @@ metadata:
   namespace: kube-node-lease
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: vk-titus-node-lease}
 subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: vk-titus}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: vk-titus-gateway-local-user
+  namespace: vk-titus-jobs
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: vk-titus-gateway}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: vk-titus-gateway}]
 EOF
-  kc apply -f "$root/manifests/base/rbac.yaml" -f "$L/rbac-local.yaml" >/dev/null ||
-    die "applying vk-titus RBAC failed"
+  kc apply -f "$root/manifests/base/namespace.yaml" >/dev/null || die "creating the namespaces failed"
+  kc apply -f "$root/manifests/base/rbac.yaml" -f "$root/manifests/base/gateway-rbac.yaml" \
+    -f "$L/rbac-local.yaml" >/dev/null || die "applying the RBAC failed"
 }
 
 # ---------------------------------------------------------------- commands
@@ -692,6 +724,10 @@ cmd_up() {
     running vk-titus || kc delete nodes -l type=virtual-kubelet --ignore-not-found >/dev/null
     launch vk-titus
     wait_component vk-titus
+    if gateway_enabled; then
+      launch gateway
+      wait_component gateway
+    fi
   else
     log "VK_TITUS=0: not starting vk-titus"
   fi

@@ -1,8 +1,10 @@
 // Command legacy-master runs the reference Mesos-style master of package
 // legacy/master: leader election in ZooKeeper (json.info_ znodes, as Mesos
 // masters), the master operator API at POST /api/v1 (GET_HEALTH,
-// GET_VERSION, GET_MASTER, GET_AGENTS, GET_TASKS), the private agent
-// registration endpoint and the legacy launch path (POST /internal/tasks).
+// GET_VERSION, GET_MASTER, GET_AGENTS, GET_TASKS), the Titus v3 job API
+// (/api/v3/jobs, /api/v3/tasks; job records in ZooKeeper under
+// --jobs-zk-path), the private agent registration endpoint and the legacy
+// launch path (POST /internal/tasks).
 package main
 
 import (
@@ -20,8 +22,9 @@ import (
 
 func main() {
 	var cfg master.Config
-	flag.StringVar(&cfg.Listen, "listen", master.DefaultListen, "address to serve the operator API on")
-	flag.StringVar(&cfg.ZK, "zk", "", "ZooKeeper URL to contend for leadership under, e.g. zk://127.0.0.1:2181/mesos (default: standalone, always leading)")
+	flag.StringVar(&cfg.Listen, "listen", master.DefaultListen, "address to serve the operator and job APIs on")
+	flag.StringVar(&cfg.ZK, "zk", "", "ZooKeeper URL to contend for leadership under, e.g. zk://127.0.0.1:2181/mesos (default: standalone, always leading, jobs in memory only)")
+	flag.StringVar(&cfg.JobsZKPath, "jobs-zk-path", "", "ZooKeeper path of the job API's job records, in --zk's ZooKeeper (default: --zk's path + \"-jobs\", e.g. /mesos-jobs)")
 	flag.StringVar(&cfg.Hostname, "hostname", "", "host name written into MasterInfo (default: the host of --listen)")
 	flag.StringVar(&cfg.ID, "id", "", "master id (default: a random UUID per start)")
 	flag.DurationVar(&cfg.AgentTimeout, "agent-timeout", master.DefaultAgentTimeout, "how long an agent may go without re-registering before it is removed")

@@ -2,6 +2,7 @@ package master
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"strings"
 	"sync"
@@ -30,6 +31,7 @@ type contender struct {
 
 	mu      sync.Mutex
 	conn    *discovery.Conn
+	node    string // our znode's full path, once created in this session
 	leading bool
 }
 
@@ -49,6 +51,9 @@ func (c *contender) run(ctx context.Context) {
 				backoff = 100 * time.Millisecond
 			}
 			c.setLeading(false)
+			c.mu.Lock()
+			c.node = ""
+			c.mu.Unlock()
 			conn.Close()
 		}
 		select {
@@ -69,6 +74,21 @@ func (c *contender) dropSession() {
 	if conn != nil {
 		conn.Close()
 	}
+}
+
+// fence returns the current session's connection and this contender's
+// znode in it. The job store writes through that connection in multi-ops
+// that first check the znode exists: once the session that won the
+// election is gone (and another master may lead), the check fails and
+// nothing is written, even if go-zookeeper has opened a new session on the
+// same connection meanwhile.
+func (c *contender) fence() (*zk.Conn, string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn == nil || c.node == "" {
+		return nil, "", errors.New("no election znode in a live ZooKeeper session")
+	}
+	return c.conn.Conn, c.node, nil
 }
 
 func (c *contender) setLeading(v bool) {
@@ -108,6 +128,9 @@ func (c *contender) session(ctx context.Context, conn *discovery.Conn) bool {
 		log.WithError(err).Warn("cannot create the contender znode")
 		return false
 	}
+	c.mu.Lock()
+	c.node = c.url.Path + "/" + node
+	c.mu.Unlock()
 	log = log.WithField("znode", node)
 	log.Info("contending for leadership")
 

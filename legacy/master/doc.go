@@ -42,6 +42,32 @@
 // through legacy/agentclient under the container id "legacy-<name>-<hex>",
 // and follows it with WAIT_CONTAINER: TASK_STAGING → TASK_RUNNING →
 // TASK_FINISHED | TASK_FAILED | TASK_KILLED (KillTask: TASK_KILLING first,
-// SIGTERM, SIGKILL after the kill grace), or TASK_LOST / TASK_ERROR. It is
-// the base of the legacy job API (issue #5).
+// SIGTERM, SIGKILL after the kill grace), or TASK_LOST / TASK_ERROR.
+//
+// On those tasks the master serves the Titus v3 job API natively under
+// /api/v3/ (legacyapi.NewHandler over JobAPI): the old world's own job
+// API, which the gateway reaches as its legacy backend. A follower answers
+// 307 to the leader, a master that knows no leader 503. Job ids are
+// "legacy-job-<uuid>"; task ids are the master's task ids. One job loop
+// per master (jobs_loop.go), run on every change and every second, brings
+// each job towards its descriptor: a batch job keeps one task per index
+// until it succeeds or has used its retries (immediate, delayed or
+// exponential), kills tasks past runtimeLimitSec; a service job keeps
+// capacity.desired tasks, replacing ended ones and killing the newest on a
+// scale-down. Tasks with no room stay Accepted and are placed by the loop,
+// older jobs first, on one accounting of free resources per pass. Every
+// task status is its Mesos state read through statemachine.TitusOfMesos;
+// the job layer only rewrites the reason of tasks it killed itself
+// (killed, runtimeLimitExceeded, scaledDown).
+//
+// Jobs survive failovers: their records live in ZooKeeper beside the
+// election path (--jobs-zk-path, default <zk path>-jobs; layout in
+// jobs_store.go), written through the leader's own session behind a check
+// of its election znode. A task's placement is stored before it is
+// launched, so a new leader finds in its records every task an agent may
+// run: it loads them before serving the job API or placing anything, adopts
+// the running tasks from the agents' reports by id, asks an agent with
+// WAIT_CONTAINER how a recorded task that it no longer runs ended, and
+// counts a task lost when its agent does not come back within the agent
+// timeout. Without --zk jobs live in memory only.
 package master

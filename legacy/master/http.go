@@ -15,16 +15,28 @@ import (
 
 	"github.com/vk-titus/vk-titus/legacy/master/protocol"
 	"github.com/vk-titus/vk-titus/legacy/operatorapi"
+	"github.com/vk-titus/vk-titus/legacyapi"
 )
 
 // FrameworkID is the framework every task the reference master places
 // belongs to (Task.framework_id is required in mesos.proto).
 const FrameworkID = "vk-titus-legacy"
 
-// Handler serves the operator API (POST /api/v1), GET /health, and the
-// private agent and task endpoints of package protocol.
+// Handler serves the operator API (POST /api/v1), the Titus v3 job API
+// (/api/v3/, JobAPI), GET /health, and the private agent and task
+// endpoints of package protocol.
 func (m *Master) Handler() http.Handler {
+	jobs := legacyapi.NewHandler(m.JobAPI(), m.log)
 	mux := http.NewServeMux()
+	mux.HandleFunc("/api/v3/", func(w http.ResponseWriter, r *http.Request) {
+		if !m.IsLeader() {
+			m.redirect(w, r, func(w http.ResponseWriter, code int, msg string) {
+				legacyapi.WriteError(w, code, errors.New(msg))
+			})
+			return
+		}
+		jobs.ServeHTTP(w, r)
+	})
 	mux.HandleFunc("/api/v1", m.serveAPI)
 	mux.HandleFunc("/api/v1/", m.serveAPI)
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
@@ -41,11 +53,12 @@ func (m *Master) Handler() http.Handler {
 // disables redirects) and reports apierrors.CodeNotLeader, so operator
 // clients re-resolve the leader in ZooKeeper; Go's default client, which
 // the agents' registrations use, follows it with the body. With no known
-// leader it answers 503.
-func (m *Master) redirect(w http.ResponseWriter, r *http.Request) {
+// leader it answers 503. writeErr words the answer in the error shape of
+// the API asked.
+func (m *Master) redirect(w http.ResponseWriter, r *http.Request, writeErr func(http.ResponseWriter, int, string)) {
 	leader, ok := m.Leader()
 	if !ok {
-		operatorapi.WriteError(w, http.StatusServiceUnavailable, "no leading master is elected")
+		writeErr(w, http.StatusServiceUnavailable, "no leading master is elected")
 		return
 	}
 	loc := leader.URL() + r.URL.Path
@@ -53,7 +66,7 @@ func (m *Master) redirect(w http.ResponseWriter, r *http.Request) {
 		loc += "?" + r.URL.RawQuery
 	}
 	w.Header().Set("Location", loc)
-	operatorapi.WriteError(w, http.StatusTemporaryRedirect, "this master does not lead; the leader is "+leader.URL())
+	writeErr(w, http.StatusTemporaryRedirect, "this master does not lead; the leader is "+leader.URL())
 }
 
 func (m *Master) serveAPI(w http.ResponseWriter, r *http.Request) {
@@ -94,7 +107,7 @@ func (m *Master) serveAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !m.IsLeader() {
-		m.redirect(w, r)
+		m.redirect(w, r, operatorapi.WriteError)
 		return
 	}
 	var resp *master.Response
@@ -231,7 +244,7 @@ func readJSON(w http.ResponseWriter, r *http.Request, into any) bool {
 
 func (m *Master) serveRegister(w http.ResponseWriter, r *http.Request) {
 	if !m.IsLeader() {
-		m.redirect(w, r)
+		m.redirect(w, r, operatorapi.WriteError)
 		return
 	}
 	var req protocol.RegisterRequest
@@ -262,7 +275,7 @@ func statusOf(err error) int {
 
 func (m *Master) serveTasks(w http.ResponseWriter, r *http.Request) {
 	if !m.IsLeader() {
-		m.redirect(w, r)
+		m.redirect(w, r, operatorapi.WriteError)
 		return
 	}
 	id := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, protocol.TasksPath), "/")

@@ -10,8 +10,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,8 +42,14 @@ type Config struct {
 	// to learn the port and IP when Port/Hostname are empty.
 	Listen string
 	// ZK is the election URL, zk://host:port[,host:port]/path. Empty: a
-	// standalone master that always leads (no ZooKeeper).
+	// standalone master that always leads (no ZooKeeper), whose jobs live
+	// in memory only.
 	ZK string
+	// JobsZKPath is where the job API keeps its job records, in the
+	// ZooKeeper of ZK. Default: ZK's path + "-jobs" (/mesos → /mesos-jobs),
+	// beside the election path rather than in it, where only contenders
+	// belong.
+	JobsZKPath string
 	// Hostname goes into MasterInfo (hostname, address.hostname). Default:
 	// the host of Listen, else 127.0.0.1.
 	Hostname string
@@ -102,6 +110,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Logger == nil {
 		c.Logger = logrus.StandardLogger()
 	}
+	if c.JobsZKPath != "" && !strings.HasPrefix(c.JobsZKPath, "/") {
+		return c, fmt.Errorf("master: jobs ZooKeeper path %q is not absolute", c.JobsZKPath)
+	}
 	return c, nil
 }
 
@@ -144,6 +155,14 @@ type Master struct {
 	agents     map[string]*agentState
 	tasks      map[TaskID]*task
 	clients    map[string]*agentclient.Client
+	// term counts this master's leaderships; jobs is the job table of the
+	// current one, nil while it is being loaded (or when not leading).
+	term uint64
+	jobs *jobTable
+
+	store    *jobStore // nil when standalone: jobs are not persisted
+	storeMu  sync.Mutex
+	jobsKick chan struct{}
 
 	stopOnce sync.Once
 	cancel   context.CancelFunc
@@ -197,10 +216,11 @@ func New(cfg Config) (*Master, error) {
 			Version:  Version,
 			Address:  &discovery.Address{Hostname: cfg.Hostname, IP: ip.String(), Port: cfg.Port},
 		},
-		started: time.Now(),
-		agents:  map[string]*agentState{},
-		tasks:   map[TaskID]*task{},
-		clients: map[string]*agentclient.Client{},
+		started:  time.Now(),
+		agents:   map[string]*agentState{},
+		tasks:    map[TaskID]*task{},
+		clients:  map[string]*agentclient.Client{},
+		jobsKick: make(chan struct{}, 1),
 	}
 	m.termCtx, m.termCancel = context.WithCancel(context.Background())
 	m.termCancel()
@@ -217,6 +237,11 @@ func New(cfg Config) (*Master, error) {
 			url: u, data: data, masterID: cfg.ID, sessionTimeout: cfg.ZKSessionTimeout,
 			log: m.log.WithField("zk", u.String()), onLeading: m.setLeading,
 		}
+		root := cfg.JobsZKPath
+		if root == "" {
+			root = u.Path + "-jobs"
+		}
+		m.store = &jobStore{root: path.Clean(root), fence: m.contender.fence, log: m.log.WithField("jobs_zk", path.Clean(root))}
 	}
 	return m, nil
 }
@@ -252,6 +277,7 @@ func (m *Master) Start(ctx context.Context) error {
 		m.setLeading(true)
 	}
 	m.spawn(func() { m.sweep(ctx) })
+	m.spawn(func() { m.runJobs(ctx) })
 	return nil
 }
 
@@ -307,7 +333,9 @@ func (m *Master) Leader() (discovery.MasterInfo, bool) {
 // with empty registries, as a Mesos master without a replicated registry
 // would: agents re-register (on the leader change they see in ZooKeeper,
 // or at the latest with their next heartbeat) and report their containers,
-// and running legacy tasks are adopted from those reports.
+// and running legacy tasks are adopted from those reports. Jobs, which
+// Titus keeps in its own store, are read back from ZooKeeper by the job
+// loop (loadJobs).
 func (m *Master) setLeading(v bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -319,10 +347,17 @@ func (m *Master) setLeading(v bool) {
 		m.electedAt = time.Now()
 		m.agents = map[string]*agentState{}
 		m.tasks = map[TaskID]*task{}
+		m.term++
+		m.jobs = nil
+		if m.store == nil {
+			m.jobs = newJobTable() // standalone: nothing to load
+		}
 		m.termCtx, m.termCancel = context.WithCancel(context.Background())
+		m.kickJobs()
 		m.log.Info("leading")
 		return
 	}
+	m.jobs = nil
 	m.termCancel() // stops task followers and pending kills
 	m.log.Info("no longer leading")
 }
@@ -365,7 +400,7 @@ func (m *Master) register(req *protocol.RegisterRequest) (protocol.RegisterRespo
 		a = &agentState{registered: now}
 		m.agents[id] = a
 	} else if a.endpoint != req.Endpoint {
-		m.log.WithFields(logrus.Fields{"agent_id": id, "old": a.endpoint, "new": req.Endpoint}).
+		m.log.WithFields(logrus.Fields{"agent": id, "old": a.endpoint, "new": req.Endpoint}).
 			Warn("agent re-registered from a new endpoint")
 	}
 	a.info = req.AgentInfo
@@ -377,20 +412,28 @@ func (m *Master) register(req *protocol.RegisterRequest) (protocol.RegisterRespo
 	if !isNew {
 		a.reregistered = now
 	}
-	a.containers = make(map[string]protocol.Container, len(req.Containers))
+	changed := isNew || len(a.containers) != len(req.Containers)
+	reported := make(map[string]protocol.Container, len(req.Containers))
 	for _, c := range req.Containers {
 		if c.Kind == "" {
 			c.Kind = protocol.KindOf(c.ID)
 		}
-		a.containers[c.ID] = c
+		if _, had := a.containers[c.ID]; !had {
+			changed = true
+		}
+		reported[c.ID] = c
 	}
+	a.containers = reported
 	adopt := m.adoptLocked(id, a)
+	if changed {
+		m.kickJobs() // room, or tasks to recover, for the job loop
+	}
 	ctx := m.termCtx
 	m.mu.Unlock()
 
 	if isNew {
 		m.log.WithFields(logrus.Fields{
-			"agent_id": id, "endpoint": req.Endpoint, "resources": a.total.String(), "containers": len(req.Containers),
+			"agent": id, "endpoint": req.Endpoint, "resources": a.total.String(), "containers": len(req.Containers),
 		}).Info("agent registered")
 	}
 	for _, t := range adopt {
@@ -431,33 +474,46 @@ func (m *Master) adoptLocked(agentID string, a *agentState) []adopted {
 				Resources: Resources(c.Resources).Clone(), Adopted: true, Created: now,
 			},
 		}
-		t.set(mesos.TASK_RUNNING, "adopted from the agent's report", now)
+		if m.jobs != nil {
+			// A job's task placed by an earlier leader: re-attached by id
+			// (loadJobs links those adopted before the records were in).
+			if jt := m.jobs.tasks[id]; jt != nil && !jt.ended() {
+				t.jt = jt
+			}
+		}
 		m.tasks[id] = t
-		m.log.WithFields(logrus.Fields{"task": id, "agent_id": agentID}).Info("adopted running legacy task")
+		m.setLocked(t, mesos.TASK_RUNNING, "adopted from the agent's report", nil, now)
+		m.log.WithFields(logrus.Fields{"task": id, "agent": agentID}).Info("adopted running legacy task")
 		out = append(out, adopted{id, m.client(a.endpoint)})
 	}
 	return out
 }
 
-// allocatedLocked is what an agent's containers hold: everything it
-// reported (bridge and legacy alike), plus this master's own live tasks the
-// agent has not reported yet (launched since its last report), minus tasks
-// the master has seen end since (WAIT_CONTAINER answered: newer news than
-// the report).
-func (m *Master) allocatedLocked(agentID string, a *agentState) Resources {
-	out := Resources{}
-	for _, c := range a.containers {
-		if t := m.tasks[TaskID(c.ID)]; t != nil && isTerminal(t.State) {
-			continue
+// allocationsLocked is what each registered agent's containers hold:
+// everything it reported (bridge and legacy alike), plus this master's own
+// live tasks the agent has not reported yet (launched since its last
+// report), minus tasks the master has seen end since (WAIT_CONTAINER
+// answered: newer news than the report). One pass over the tasks serves
+// every agent.
+func (m *Master) allocationsLocked() map[string]Resources {
+	out := make(map[string]Resources, len(m.agents))
+	for id, a := range m.agents {
+		used := Resources{}
+		for _, c := range a.containers {
+			if t := m.tasks[TaskID(c.ID)]; t != nil && isTerminal(t.State) {
+				continue
+			}
+			used.Add(c.Resources)
 		}
-		out.Add(c.Resources)
+		out[id] = used
 	}
 	for _, t := range m.tasks {
-		if t.AgentID != agentID || isTerminal(t.State) {
+		a := m.agents[t.AgentID]
+		if a == nil || isTerminal(t.State) {
 			continue
 		}
 		if _, reported := a.containers[string(t.ID)]; !reported {
-			out.Add(t.Resources)
+			out[t.AgentID].Add(t.Resources)
 		}
 	}
 	return out
@@ -489,11 +545,11 @@ func (m *Master) removeExpired(now time.Time) {
 			continue
 		}
 		delete(m.agents, id)
-		m.log.WithFields(logrus.Fields{"agent_id": id, "last_seen": a.lastSeen.Format(time.RFC3339Nano)}).
+		m.log.WithFields(logrus.Fields{"agent": id, "last_seen": a.lastSeen.Format(time.RFC3339Nano)}).
 			Warn("agent removed: no re-registration within the agent timeout")
 		for _, t := range m.tasks {
 			if t.AgentID == id && !isTerminal(t.State) {
-				t.set(mesos.TASK_LOST, fmt.Sprintf("agent %s removed: missed heartbeats for %v", id, m.cfg.AgentTimeout), now)
+				m.setLocked(t, mesos.TASK_LOST, fmt.Sprintf("agent %s removed: missed heartbeats for %v", id, m.cfg.AgentTimeout), nil, now)
 				if t.cancel != nil {
 					t.cancel()
 				}
@@ -521,12 +577,13 @@ func (m *Master) Agents() []AgentView {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := make([]AgentView, 0, len(m.agents))
+	allocated := m.allocationsLocked()
 	for _, id := range m.agentIDsLocked() {
 		a := m.agents[id]
 		v := AgentView{
 			Info: a.info, Endpoint: a.endpoint, PID: a.pid, Registered: a.registered,
 			Reregistered: a.reregistered, LastSeen: a.lastSeen, Total: a.total.Clone(),
-			Allocated: m.allocatedLocked(id, a),
+			Allocated: allocated[id],
 		}
 		for _, c := range a.containers {
 			v.Containers = append(v.Containers, c)
@@ -575,7 +632,7 @@ func Run(ctx context.Context, cfg Config) error {
 		srv.Close()
 		return err
 	}
-	m.log.WithFields(logrus.Fields{"listen": ln.Addr().String(), "zk": cfg.ZK}).Info("serving /api/v1")
+	m.log.WithFields(logrus.Fields{"listen": ln.Addr().String(), "zk": cfg.ZK}).Info("serving /api/v1 and /api/v3")
 	select {
 	case err = <-errc:
 		m.Stop()

@@ -23,16 +23,72 @@ import (
 // its own.
 type TaskID string
 
-// TaskSpec is what LaunchTask needs: a shell command and what it holds.
+// TaskSpec is what a legacy task runs and holds.
 type TaskSpec struct {
-	Name    string
-	Command string // run as /bin/sh -c COMMAND
+	Name string
+	// Command, when set, runs as /bin/sh -c COMMAND (the /internal/tasks
+	// path). Otherwise the task runs Entrypoint and Args by Docker's rule.
+	Command string
+	// Image is a Docker image reference; the agent resolves its
+	// entrypoint, cmd and env (the reference agent from its catalog, and
+	// refuses an image it lacks when the image must supply the command).
+	Image string
+	// Entrypoint replaces the image's entrypoint and drops its cmd; Args
+	// replace the image's cmd. Both empty: the image's entrypoint + cmd.
+	Entrypoint []string
+	Args       []string
+	Env        map[string]string
 	// Resources must hold cpus > 0 and mem > 0 (MB), as Mesos requires;
 	// disk and gpus are optional.
 	Resources Resources
 	// Constraints: agent attribute NAME must equal VALUE (text attributes,
 	// or scalars in their %v form).
 	Constraints map[string]string
+	// Preferences are soft constraints: among agents with room, one that
+	// matches more of them wins.
+	Preferences map[string]string
+}
+
+// mesosLaunch is spec as LAUNCH_CONTAINER carries it. A command without
+// a shell follows the Docker rules the Mesos docker/runtime isolator
+// applies (as translate does for pods): value = entrypoint[0], arguments =
+// entrypoint + args; or, without an entrypoint, no value and the args in
+// place of the image's cmd.
+func (spec TaskSpec) mesosLaunch() (*mesos.CommandInfo, *mesos.ContainerInfo) {
+	shell := spec.Command != ""
+	cmd := &mesos.CommandInfo{Shell: &shell}
+	switch {
+	case shell:
+		cmd.Value = &spec.Command
+	case len(spec.Entrypoint) > 0:
+		cmd.Value = &spec.Entrypoint[0]
+		cmd.Arguments = append(append([]string{}, spec.Entrypoint...), spec.Args...)
+	default:
+		cmd.Arguments = append([]string{}, spec.Args...)
+	}
+	if len(spec.Env) > 0 {
+		names := make([]string, 0, len(spec.Env))
+		for k := range spec.Env {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		cmd.Environment = &mesos.Environment{}
+		for _, k := range names {
+			v := spec.Env[k]
+			cmd.Environment.Variables = append(cmd.Environment.Variables, mesos.Environment_Variable{
+				Name: k, Type: mesos.Environment_Variable_VALUE.Enum(), Value: &v,
+			})
+		}
+	}
+	if spec.Image == "" {
+		return cmd, nil
+	}
+	return cmd, &mesos.ContainerInfo{
+		Type: mesos.ContainerInfo_MESOS.Enum(),
+		Mesos: &mesos.ContainerInfo_MesosInfo{Image: &mesos.Image{
+			Type: mesos.Image_DOCKER.Enum(), Docker: &mesos.Image_Docker{Name: spec.Image},
+		}},
+	}
 }
 
 // Task is a legacy task as the master tracks it.
@@ -63,6 +119,7 @@ type task struct {
 	Task
 	cancel  context.CancelFunc // stops the follower; nil until it runs
 	killing bool
+	jt      *jobTask // the job task it runs, if a job's
 }
 
 func (t *task) set(s mesos.TaskState, msg string, at time.Time) bool {
@@ -72,6 +129,21 @@ func (t *task) set(s mesos.TaskState, msg string, at time.Time) bool {
 	t.State, t.Message, t.Updated = s, msg, at
 	t.History = append(t.History, protocol.StateChange{State: s.String(), Message: msg, At: at})
 	return true
+}
+
+// setLocked records a state change of t (see task.set) with the exit code
+// the agent reported, if any, and shows it to t's job.
+func (m *Master) setLocked(t *task, s mesos.TaskState, msg string, exit *int32, at time.Time) {
+	if !t.set(s, msg, at) {
+		return
+	}
+	if exit != nil {
+		c := *exit
+		t.ExitCode = &c
+	}
+	if t.jt != nil {
+		m.observeLocked(t.jt, t, at)
+	}
 }
 
 func (t *task) snapshot() Task {
@@ -106,7 +178,6 @@ func (m *Master) LaunchTask(ctx context.Context, spec TaskSpec) (TaskID, error) 
 		return "", err
 	}
 	id := newTaskID(spec.Name)
-	now := time.Now()
 
 	m.mu.Lock()
 	if !m.leading {
@@ -117,54 +188,25 @@ func (m *Master) LaunchTask(ctx context.Context, spec TaskSpec) (TaskID, error) 
 		m.mu.Unlock()
 		return "", ErrNoAgents
 	}
-	agentID, a, why := m.placeLocked(spec)
-	if a == nil {
+	agentID, why := m.placementLocked().pick(spec)
+	if agentID == "" {
 		m.mu.Unlock()
 		return "", fmt.Errorf("%w: %s needs %s; %s", ErrNoCapacity, spec.Name, spec.Resources, why)
 	}
-	t := &task{Task: Task{
-		ID: id, Name: spec.Name, Command: spec.Command, AgentID: agentID, Endpoint: a.endpoint,
-		Resources: spec.Resources.Clone(), Created: now,
-	}}
-	t.set(mesos.TASK_STAGING, "placed on agent "+agentID, now)
-	// Recorded before the launch so concurrent placements see the
-	// resources as taken.
-	m.tasks[id] = t
-	cl := m.client(a.endpoint)
+	t := m.reserveLocked(id, spec, agentID, nil, time.Now())
+	cl := m.client(t.Endpoint)
 	termCtx := m.termCtx
 	m.mu.Unlock()
 
-	log := m.log.WithFields(logrus.Fields{"task": id, "agent_id": agentID})
-	shell := true
-	cmd := spec.Command
-	launch := &translate.Launch{
-		ContainerName: spec.Name,
-		ContainerID:   string(id),
-		Command:       &mesos.CommandInfo{Value: &cmd, Shell: &shell},
-		Resources:     spec.Resources.Mesos(),
-		KillGrace:     m.cfg.KillGrace,
-	}
-	if _, err := cl.Launch(ctx, string(id), launch); err != nil {
-		state := mesos.TASK_FAILED
-		if errors.Is(err, agentclient.ErrRejected) {
-			state = mesos.TASK_ERROR
-		}
-		m.update(id, state, "launch failed: "+err.Error(), nil)
-		log.WithError(err).Warn("legacy task launch failed")
-		return id, fmt.Errorf("launching task %s on agent %s: %w", id, agentID, err)
-	}
-	m.update(id, mesos.TASK_RUNNING, "launched on agent "+agentID, nil)
-	log.WithField("resources", spec.Resources.String()).Info("legacy task launched")
-	m.spawn(func() { m.follow(termCtx, id, cl) })
-	return id, nil
+	return id, m.launch(ctx, termCtx, id, spec, agentID, cl)
 }
 
 func validateSpec(spec TaskSpec) error {
 	switch {
 	case strings.TrimSpace(spec.Name) == "":
 		return fmt.Errorf("%w: name is required", ErrInvalidTask)
-	case strings.TrimSpace(spec.Command) == "":
-		return fmt.Errorf("%w: command is required", ErrInvalidTask)
+	case strings.TrimSpace(spec.Command) == "" && spec.Image == "" && len(spec.Entrypoint) == 0 && len(spec.Args) == 0:
+		return fmt.Errorf("%w: command is required (or an image, entrypoint or arguments)", ErrInvalidTask)
 	case spec.Resources["cpus"] <= 0 || spec.Resources["mem"] <= 0:
 		return fmt.Errorf("%w: resources must hold cpus > 0 and mem > 0 (got %s)", ErrInvalidTask, spec.Resources)
 	}
@@ -176,44 +218,125 @@ func validateSpec(spec TaskSpec) error {
 	return nil
 }
 
-// placeLocked is first-fit in agent id order. why explains a miss.
-func (m *Master) placeLocked(spec TaskSpec) (string, *agentState, string) {
+// placement is one round of first-fit over the registered agents in id
+// order, with what each has free (total − allocated). Placing a task takes
+// its resources, so one round places many tasks on one accounting instead
+// of recounting every task per placement.
+type placement struct {
+	ids    []string
+	agents map[string]*agentState
+	free   map[string]Resources
+}
+
+func (m *Master) placementLocked() *placement {
+	p := &placement{ids: m.agentIDsLocked(), agents: m.agents, free: m.allocationsLocked()}
+	for id, used := range p.free {
+		p.free[id] = m.agents[id].total.Minus(used)
+	}
+	return p
+}
+
+// pick chooses spec's agent: of those that match its constraints and have
+// room, the first (by id) among those matching the most preferences. It
+// takes the resources. Without a fit, why says what each agent lacks.
+func (p *placement) pick(spec TaskSpec) (agentID, why string) {
+	best, bestScore := "", -1
 	var misses []string
-	for _, id := range m.agentIDsLocked() {
-		a := m.agents[id]
-		if bad := unmatched(a.info.Attributes, spec.Constraints); bad != "" {
+	for _, id := range p.ids {
+		attrs := p.agents[id].info.Attributes
+		if bad := unmatched(attrs, spec.Constraints); bad != "" {
 			misses = append(misses, fmt.Sprintf("%s: %s", id, bad))
 			continue
 		}
-		free := a.total.Minus(m.allocatedLocked(id, a))
-		if free.Fits(spec.Resources) {
-			return id, a, ""
+		if !p.free[id].Fits(spec.Resources) {
+			misses = append(misses, fmt.Sprintf("%s: free %s", id, p.free[id]))
+			continue
 		}
-		misses = append(misses, fmt.Sprintf("%s: free %s", id, free))
+		score := 0
+		for name, want := range spec.Preferences {
+			if mismatch(attrs, name, want) == "" {
+				score++
+			}
+		}
+		if score > bestScore {
+			best, bestScore = id, score
+		}
 	}
-	return "", nil, strings.Join(misses, "; ")
+	if best == "" {
+		return "", strings.Join(misses, "; ")
+	}
+	p.free[best] = p.free[best].Minus(spec.Resources)
+	return best, ""
 }
 
 func unmatched(attrs []mesos.Attribute, constraints map[string]string) string {
 	for name, want := range constraints {
-		found := false
-		for _, a := range attrs {
-			if a.Name == name {
-				found = true
-				if got := attributeValue(a); got != want {
-					return fmt.Sprintf("attribute %s is %q, not %q", name, got, want)
-				}
-			}
-		}
-		if !found {
-			return fmt.Sprintf("no attribute %s", name)
+		if bad := mismatch(attrs, name, want); bad != "" {
+			return bad
 		}
 	}
 	return ""
 }
 
+// mismatch says why attribute name does not have value want ("" if it does).
+func mismatch(attrs []mesos.Attribute, name, want string) string {
+	for _, a := range attrs {
+		if a.Name == name {
+			if got := attributeValue(a); got != want {
+				return fmt.Sprintf("attribute %s is %q, not %q", name, got, want)
+			}
+			return ""
+		}
+	}
+	return fmt.Sprintf("no attribute %s", name)
+}
+
+// reserveLocked records task id as placed on agentID (TASK_STAGING) ahead
+// of its launch, so that later placements see its resources taken.
+func (m *Master) reserveLocked(id TaskID, spec TaskSpec, agentID string, jt *jobTask, at time.Time) *task {
+	t := &task{Task: Task{
+		ID: id, Name: spec.Name, Command: spec.Command, AgentID: agentID, Endpoint: m.agents[agentID].endpoint,
+		Resources: spec.Resources.Clone(), Created: at,
+	}, jt: jt}
+	m.tasks[id] = t
+	m.setLocked(t, mesos.TASK_STAGING, "placed on agent "+agentID, nil, at)
+	return t
+}
+
+// launch sends LAUNCH_CONTAINER for a reserved task and follows it once
+// the agent runs it. A refused launch ends the task TASK_ERROR with the
+// agent's message (an unknown image, say), an unreachable agent
+// TASK_FAILED.
+func (m *Master) launch(ctx, termCtx context.Context, id TaskID, spec TaskSpec, agentID string, cl *agentclient.Client) error {
+	log := m.log.WithFields(logrus.Fields{"task": id, "agent": agentID})
+	cmd, ci := spec.mesosLaunch()
+	launch := &translate.Launch{
+		ContainerName: spec.Name,
+		ContainerID:   string(id),
+		Command:       cmd,
+		Container:     ci,
+		Resources:     spec.Resources.Mesos(),
+		KillGrace:     m.cfg.KillGrace,
+	}
+	if _, err := cl.Launch(ctx, string(id), launch); err != nil {
+		state := mesos.TASK_FAILED
+		if errors.Is(err, agentclient.ErrRejected) {
+			state = mesos.TASK_ERROR
+		}
+		m.update(id, state, "launch failed: "+err.Error(), nil)
+		log.WithError(err).Warn("legacy task launch failed")
+		return fmt.Errorf("launching task %s on agent %s: %w", id, agentID, err)
+	}
+	m.update(id, mesos.TASK_RUNNING, "launched on agent "+agentID, nil)
+	log.WithField("resources", spec.Resources.String()).Info("legacy task launched")
+	m.spawn(func() { m.follow(termCtx, id, cl) })
+	return nil
+}
+
 // newTaskID is "legacy-<name>-<8 hex>": readable in agent listings, unique,
-// and a valid Mesos container id (no '/', '.', whitespace).
+// and a valid Mesos container id (no '/', '.', whitespace). Its last
+// segment has 8 hex digits and a job id's (a UUID's) 12, so no task id can
+// equal a job id.
 func newTaskID(name string) TaskID {
 	var b strings.Builder
 	b.WriteString(protocol.LegacyPrefix)
@@ -235,13 +358,8 @@ func newTaskID(name string) TaskID {
 func (m *Master) update(id TaskID, s mesos.TaskState, msg string, exit *int32) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	t := m.tasks[id]
-	if t == nil {
-		return
-	}
-	if t.set(s, msg, time.Now()) && exit != nil {
-		c := *exit
-		t.ExitCode = &c
+	if t := m.tasks[id]; t != nil {
+		m.setLocked(t, s, msg, exit, time.Now())
 	}
 }
 
@@ -356,8 +474,10 @@ func (m *Master) KillTask(ctx context.Context, id TaskID) error {
 		m.mu.Unlock()
 		return nil
 	}
-	t.killing = true
-	t.set(mesos.TASK_KILLING, "kill requested", time.Now())
+	if !t.killing { // a repeated kill sends SIGTERM again, with no new state
+		t.killing = true
+		m.setLocked(t, mesos.TASK_KILLING, "kill requested", nil, time.Now())
+	}
 	cl := m.client(t.Endpoint)
 	termCtx := m.termCtx
 	m.mu.Unlock()

@@ -1,0 +1,236 @@
+package master
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/sirupsen/logrus"
+
+	"github.com/vk-titus/vk-titus/legacyapi"
+	"github.com/vk-titus/vk-titus/statemachine"
+)
+
+// The job layer: Titus v3 jobs over the master's tasks. A job is a
+// descriptor and a status history; its tasks are jobTasks, each run by at
+// most one master task (same id) once placed. The Mesos state of that task
+// is the truth about what runs; the jobTask keeps the Titus view of it
+// (every status, through statemachine.TitusOfMesos) and what only the job
+// layer knows: the batch index, what it resubmits, why the job killed it.
+// Everything here is guarded by Master.mu.
+
+// Reason codes the job layer sets where it knows better than the Mesos
+// state, and the ones it reads to decide on retries.
+const (
+	reasonNormal         = "normal"
+	reasonFailed         = "failed"
+	reasonKilled         = "killed"
+	reasonInvalidRequest = "invalidRequest"
+	reasonRuntimeLimit   = "runtimeLimitExceeded"
+	reasonScaledDown     = "scaledDown"
+)
+
+// jobIDPrefix starts every job id this master issues.
+const jobIDPrefix = legacyapi.LegacyPrefix + "job-"
+
+// jobTable is one leadership's jobs.
+type jobTable struct {
+	jobs  map[string]*job
+	order []*job // by creation: placement serves older jobs first
+	tasks map[TaskID]*jobTask
+	// Records to write to the store at the next flush.
+	dirtyJobs  map[*job]struct{}
+	dirtyTasks map[*jobTask]struct{}
+	// Placed tasks whose placement is not stored yet: launched only once it
+	// is, so a new leader never finds a task running that its records lack.
+	toLaunch []launchAction
+}
+
+func newJobTable() *jobTable {
+	return &jobTable{
+		jobs: map[string]*job{}, tasks: map[TaskID]*jobTask{},
+		dirtyJobs: map[*job]struct{}{}, dirtyTasks: map[*jobTask]struct{}{},
+	}
+}
+
+type job struct {
+	id string
+	// desc is shared with views and never changed in place: a new capacity
+	// or enabled flag replaces desc.Service.
+	desc    legacyapi.JobDescriptor
+	spec    TaskSpec // what each task runs, from desc
+	history []legacyapi.JobStatus
+	tasks   []*jobTask // by creation
+	// failStreak (service) counts tasks that failed since one last started:
+	// the retry policy's delay for the next replacement.
+	failStreak int
+	stored     bool // its znode exists
+}
+
+type jobTask struct {
+	id         TaskID
+	job        *job
+	index      int // batch: task.index; service: -1
+	resubmitOf TaskID
+	// Where it was placed; empty while Accepted.
+	agentID, agentHost, endpoint string
+	history                      []legacyapi.TaskStatus
+	exitCode                     *int32
+	// kill is why the job layer kills it (nil: it does not); killSent when
+	// it last sent the kill.
+	kill      *reason
+	killSent  time.Time
+	notBefore time.Time // a retry waits out its delay
+	started   time.Time // first Started, for the runtime limit
+	stored    bool
+}
+
+type reason struct{ code, msg string }
+
+func millis(t time.Time) legacyapi.U64 { return legacyapi.U64(t.UnixMilli()) }
+
+func (j *job) state() string { return j.history[len(j.history)-1].State }
+
+func (j *job) batch() bool { return j.desc.Batch != nil }
+
+func (jt *jobTask) status() legacyapi.TaskStatus { return jt.history[len(jt.history)-1] }
+
+func (jt *jobTask) ended() bool { return jt.status().State == legacyapi.TaskFinished }
+
+func (jt *jobTask) placed() bool { return jt.agentID != "" }
+
+func (tbl *jobTable) add(j *job) {
+	tbl.jobs[j.id] = j
+	tbl.order = append(tbl.order, j)
+	for _, jt := range j.tasks {
+		tbl.tasks[jt.id] = jt
+	}
+}
+
+func (tbl *jobTable) setJobState(j *job, state, code, msg string, at time.Time) {
+	j.history = append(j.history, legacyapi.JobStatus{State: state, ReasonCode: code, ReasonMessage: msg, Timestamp: millis(at)})
+	tbl.dirtyJobs[j] = struct{}{}
+}
+
+// newJob is a job as CreateJob accepts it: Accepted, no tasks yet (the job
+// loop makes them).
+func newJob(d legacyapi.JobDescriptor, at time.Time) *job {
+	return &job{
+		id:      jobIDPrefix + newUUID(),
+		desc:    d,
+		spec:    taskSpecOf(d),
+		history: []legacyapi.JobStatus{{State: legacyapi.JobAccepted, ReasonCode: reasonNormal, ReasonMessage: "job accepted", Timestamp: millis(at)}},
+	}
+}
+
+// newTaskLocked adds an Accepted task to j. Its id is checked against
+// every task this leadership knows: ids carry only 32 random bits.
+func (m *Master) newTaskLocked(j *job, index int, resubmitOf TaskID, notBefore, at time.Time) *jobTask {
+	id := newTaskID(j.spec.Name)
+	for m.tasks[id] != nil || m.jobs.tasks[id] != nil {
+		id = newTaskID(j.spec.Name)
+	}
+	msg := "waiting for an agent with room"
+	if notBefore.After(at) {
+		msg = fmt.Sprintf("retry held for %v by the retry policy", notBefore.Sub(at).Round(time.Millisecond))
+	}
+	jt := &jobTask{
+		id: id, job: j, index: index, resubmitOf: resubmitOf, notBefore: notBefore,
+		history: []legacyapi.TaskStatus{{State: legacyapi.TaskAccepted, ReasonCode: reasonNormal, ReasonMessage: msg, Timestamp: millis(at)}},
+	}
+	j.tasks = append(j.tasks, jt)
+	m.jobs.tasks[id] = jt
+	m.jobs.dirtyTasks[jt] = struct{}{}
+	return jt
+}
+
+// observeLocked shows a state change of the master task t to its job task.
+func (m *Master) observeLocked(jt *jobTask, t *task, at time.Time) {
+	if !jt.placed() {
+		jt.agentID, jt.endpoint = t.AgentID, t.Endpoint
+		if a := m.agents[t.AgentID]; a != nil {
+			jt.agentHost = a.info.Hostname
+		}
+	}
+	m.recordLocked(jt, t.State, t.Message, t.ExitCode, at)
+}
+
+// recordLocked appends the Titus status of a Mesos state to jt's history.
+// The state and reason come from statemachine.TitusOfMesos; the job layer
+// only rewrites the reason of a task it killed itself (killed,
+// runtimeLimitExceeded, scaledDown) and words exits as "exited with code
+// N". The record is stored when the task is created, placed or ended: the
+// states between are re-learned from the agents after a failover.
+func (m *Master) recordLocked(jt *jobTask, s mesos.TaskState, msg string, exit *int32, at time.Time) {
+	if jt.ended() {
+		return // Finished is final
+	}
+	ts, ok := statemachine.TitusOfMesos(s.String())
+	if !ok {
+		m.log.WithFields(logrus.Fields{"task": jt.id, "state": s.String()}).Warn("no Titus state for this Mesos state; ignored")
+		return
+	}
+	st := legacyapi.TaskStatus{State: ts.State, ReasonCode: ts.Reason, ReasonMessage: msg, Timestamp: millis(at)}
+	j := jt.job
+	switch ts.State {
+	case legacyapi.TaskStarted:
+		if jt.started.IsZero() {
+			jt.started = at
+		}
+		j.failStreak = 0
+	case legacyapi.TaskFinished:
+		if exit != nil {
+			c := *exit
+			jt.exitCode = &c
+			if s == mesos.TASK_FINISHED || s == mesos.TASK_FAILED {
+				st.ReasonMessage = fmt.Sprintf("exited with code %d", c)
+			}
+		}
+		if jt.kill != nil {
+			st.ReasonCode, st.ReasonMessage = jt.kill.code, jt.kill.msg+" ("+st.ReasonMessage+")"
+		} else if st.ReasonCode != reasonNormal {
+			j.failStreak++
+		}
+		m.kickJobs()
+	}
+	if ts.State == legacyapi.TaskLaunched || ts.State == legacyapi.TaskFinished {
+		m.jobs.dirtyTasks[jt] = struct{}{}
+	}
+	jt.history = append(jt.history, st)
+}
+
+func (j *job) view() legacyapi.Job {
+	return legacyapi.Job{
+		ID: j.id, JobDescriptor: j.desc,
+		Status: j.history[len(j.history)-1], StatusHistory: slices.Clone(j.history),
+	}
+}
+
+func (jt *jobTask) view() legacyapi.Task {
+	ctx := map[string]string{legacyapi.ContextBackend: "legacy"}
+	if jt.index >= 0 {
+		ctx[legacyapi.ContextTaskIndex] = strconv.Itoa(jt.index)
+	}
+	if jt.resubmitOf != "" {
+		ctx[legacyapi.ContextResubmitOf] = string(jt.resubmitOf)
+	}
+	if jt.placed() {
+		ctx[legacyapi.ContextAgentID] = jt.agentID
+		ctx[legacyapi.ContextAgentHost] = jt.agentHost
+	}
+	if jt.exitCode != nil {
+		ctx[legacyapi.ContextExitCode] = strconv.Itoa(int(*jt.exitCode))
+	}
+	return legacyapi.Task{
+		ID: string(jt.id), JobID: jt.job.id, TaskContext: ctx,
+		Status: jt.status(), StatusHistory: slices.Clone(jt.history),
+	}
+}
+
+// pageView is the little of a task that filtering and paging read; whole
+// views are built for the page only.
+func (jt *jobTask) pageView() legacyapi.Task {
+	return legacyapi.Task{ID: string(jt.id), JobID: jt.job.id, Status: jt.status(), StatusHistory: jt.history[:1]}
+}
