@@ -15,11 +15,8 @@ import (
 
 	"github.com/vk-titus/vk-titus/legacy/agentclient"
 	sm "github.com/vk-titus/vk-titus/statemachine"
+	"github.com/vk-titus/vk-titus/translate"
 )
-
-// AttributeLabelPrefix prefixes agent attributes turned into node labels, so
-// nodeSelector and affinity work as attribute constraints did.
-const AttributeLabelPrefix = "legacy.vk-titus.io/"
 
 // KubeletVersion is what the node reports as its kubelet version.
 const KubeletVersion = "v1.35.4-vk-titus"
@@ -138,7 +135,7 @@ func (h *health) applyInfo() {
 	}
 	h.node.Status.Allocatable = allocatable
 	for k, v := range h.info.Attributes {
-		h.node.Labels[AttributeLabelPrefix+k] = v
+		h.node.Labels[translate.AttributeLabelPrefix+k] = v
 	}
 }
 

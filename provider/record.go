@@ -33,14 +33,9 @@ type podRecord struct {
 	reason     string // pod-level reason (NodeLost, InvalidContainerInfo)
 	message    string
 	status     corev1.PodStatus // as last published
-	// shownState is the task state last published in AnnotationState.
+	// shownState is the task state last published in translate.AnnotationState.
 	shownState statemachine.State
 }
-
-// AnnotationState carries the state machine's state of the pod's main
-// container, so readers that speak the legacy job API (the gateway) show
-// the same Titus state the table maps, not one guessed from the phase.
-const AnnotationState = "vk-titus.io/state"
 
 // ctr is one pod container: one legacy container per run.
 type ctr struct {
@@ -144,7 +139,7 @@ func (r *podRecord) podWithStatus() *corev1.Pod {
 		pod.Annotations[translate.AnnotationContainerInfo] = r.annotation
 	}
 	if r.shownState != "" {
-		pod.Annotations[AnnotationState] = string(r.shownState)
+		pod.Annotations[translate.AnnotationState] = string(r.shownState)
 	}
 	pod.Status = *r.status.DeepCopy()
 	return pod
@@ -291,6 +286,7 @@ func (c *ctr) terminated(s statemachine.State) *corev1.ContainerStateTerminated 
 		Signal:     c.exit.Signal,
 		Reason:     statemachine.TerminatedReason(s, c.exit.ExitCode),
 		Message:    c.exit.Message,
+		StartedAt:  c.startedAt, // zero (null) when it never ran, as the kubelet shows it
 		FinishedAt: c.since,
 	}
 	return t

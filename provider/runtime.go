@@ -76,7 +76,6 @@ func (p *Provider) apply(rec *podRecord, c *ctr, t sm.Transition, ev sm.Event) {
 		}
 		c.since = now
 		c.last = c.terminated(state)
-		c.last.StartedAt = c.startedAt
 		c.last.ContainerID = "mesos://" + c.runID(rec.uid)
 	}
 	if t.To == sm.Running && c.state != sm.Running {

@@ -52,9 +52,44 @@ sleep 4
 step "Logs, through the API server and the virtual node's kubelet API"
 k logs demo --tail=3
 
+step "exec: a session in the container's sandbox and environment (Mesos nested container session)"
+k exec demo -- sh -c 'echo "inside: $(pwd)"; exit 7' || echo "(exit code $? came back through kubectl)"
+
+step "Prometheus metrics of the bridge: containers by state-machine state, transitions, agent calls"
+curl -s "$VK_METRICS/metrics" | grep -E '^vktitus_(containers|state_transitions_total|agent_calls_total)\{' | head -12
+
 step "Deletion: SIGTERM, the grace period, then the container is removed"
 k delete pod demo --wait=true
+step "The story kubectl describe tells: kubelet-style events for each transition"
 k get events --field-selector involvedObject.name=demo --sort-by=.lastTimestamp
+
+if [ -n "${LEGACY_API:-}" ]; then
+  app="demo-app-$$"
+  api() { curl -s -X "$1" -H 'Content-Type: application/json' "$LEGACY_API$2" ${3:+-d "$3"}; }
+  job='{"owner":{"teamEmail":"team@example.com"},"applicationName":"'$app'",
+    "container":{"resources":{"cpu":0.1,"memoryMB":32},"image":{"name":"busybox","tag":"latest"},
+    "entryPoint":["sh","-c"],"command":["echo working; sleep 2"]},"batch":{"size":1}}'
+
+  step "The legacy job API (Titus v3) at $LEGACY_API: an old tool keeps submitting and listing jobs of $app"
+  (for i in $(seq 1 12); do
+     id=$(api POST /api/v3/jobs "$job" | sed -E 's/.*"id":"([^"]*)".*/\1/')
+     printf '   [old tool] submitted %s\n' "$id"; sleep 2
+   done) &
+  tool=$!
+  sleep 5
+  step "Move $app to Kubernetes: one command, live, no restart"
+  bin/vk-titus migration set "$app" kube --by demo --zookeeper "$MIGRATION_ZK"
+  sleep 8
+  k -n vk-titus-jobs get jobs.batch -l "vk-titus.io/application=$app"
+  step "Roll $app back to the legacy path (running Kubernetes jobs stay where they are)"
+  bin/vk-titus migration set "$app" legacy --by demo --zookeeper "$MIGRATION_ZK"
+  wait "$tool"
+  step "The old tool lists the app's jobs: one list, both worlds (legacy-… and kube-… ids)"
+  api GET "/api/v3/jobs?applicationName=$app&pageSize=20" |
+    python3 -c 'import json,sys; [print("  ", j["id"], j["status"]["state"]) for j in json.load(sys.stdin)["items"]]'
+  step "Every stage change is recorded"
+  bin/vk-titus migration history "$app" --zookeeper "$MIGRATION_ZK"
+fi
 
 step "The state machine every pod container follows (vk-titus statemachine)"
 bin/vk-titus statemachine --format mermaid | head -20
