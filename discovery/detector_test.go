@@ -2,26 +2,17 @@ package discovery
 
 import (
 	"encoding/json"
-	"io"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/go-zookeeper/zk"
 	"github.com/sirupsen/logrus"
 
+	"github.com/vk-titus/vk-titus/internal/testlog"
 	"github.com/vk-titus/vk-titus/internal/zktest"
 )
 
-func testLogger() logrus.FieldLogger {
-	l := logrus.New()
-	l.SetOutput(io.Discard)
-	if testing.Verbose() {
-		l.SetOutput(os.Stderr)
-		l.SetLevel(logrus.DebugLevel)
-	}
-	return l
-}
+func testLogger() logrus.FieldLogger { return testlog.New() }
 
 // fakeMaster contends the way a Mesos master does, minus the watching:
 // one session, one ephemeral sequential json.info_ znode.

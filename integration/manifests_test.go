@@ -12,7 +12,8 @@ import (
 func TestManifestsApply(t *testing.T) {
 	kubectl(t, "apply", "-f", filepath.Join(env.Root, "manifests/base/namespace.yaml"))
 	out := kubectl(t, "apply", "--dry-run=server", "-k", filepath.Join(env.Root, "manifests/base"))
-	for _, want := range []string{"clusterrole.rbac.authorization.k8s.io/vk-titus", "deployment.apps/vk-titus", "configmap/vk-titus-provider"} {
+	for _, want := range []string{"clusterrole.rbac.authorization.k8s.io/vk-titus", "deployment.apps/vk-titus", "configmap/vk-titus-provider",
+		"deployment.apps/vk-titus-gateway", "service/vk-titus-gateway", "role.rbac.authorization.k8s.io/vk-titus-gateway"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("dry run lacks %s:\n%s", want, out)
 		}
@@ -46,6 +47,35 @@ func TestRBACLeastPrivilege(t *testing.T) {
 	} {
 		if can(a...) {
 			t.Errorf("vk-titus may %v, which it must not", a)
+		}
+	}
+}
+
+// The gateway manages Jobs, Deployments and their pods in vk-titus-jobs,
+// and nothing elsewhere. (The stack applies this Role, so the gateway tests
+// run under it.)
+func TestGatewayRBACLeastPrivilege(t *testing.T) {
+	as := "--as=system:serviceaccount:vk-titus-system:vk-titus-gateway"
+	can := func(args ...string) bool {
+		out, _ := env.Kubectl(ctxFor(t, 30*time.Second), append([]string{"auth", "can-i", as}, args...)...)
+		return strings.TrimSpace(out) == "yes"
+	}
+	for _, a := range [][]string{
+		{"create", "jobs.batch"}, {"update", "jobs.batch"}, {"watch", "jobs.batch"},
+		{"create", "deployments.apps"}, {"update", "deployments.apps"}, {"list", "deployments.apps"},
+		{"watch", "pods"}, {"patch", "pods"}, {"delete", "pods"},
+	} {
+		if !can(append(a, "-n", "vk-titus-jobs")...) {
+			t.Errorf("the gateway cannot %v in vk-titus-jobs", a)
+		}
+	}
+	for _, a := range [][]string{
+		{"create", "pods", "-n", "vk-titus-jobs"}, {"get", "secrets", "-n", "vk-titus-jobs"},
+		{"create", "jobs.batch", "-n", "default"}, {"delete", "pods", "-n", "default"},
+		{"update", "pods", "--subresource=status", "-n", "vk-titus-jobs"}, {"delete", "nodes"},
+	} {
+		if can(a...) {
+			t.Errorf("the gateway may %v, which it must not", a)
 		}
 	}
 }

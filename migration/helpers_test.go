@@ -2,13 +2,12 @@ package migration
 
 import (
 	"context"
-	"io"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/vk-titus/vk-titus/internal/testlog"
 	"github.com/vk-titus/vk-titus/internal/zktest"
 )
 
@@ -18,15 +17,7 @@ const (
 	opTime  = 30 * time.Second
 )
 
-func testLogger() logrus.FieldLogger {
-	l := logrus.New()
-	l.SetOutput(io.Discard)
-	if testing.Verbose() {
-		l.SetOutput(os.Stderr)
-		l.SetLevel(logrus.DebugLevel)
-	}
-	return l
-}
+func testLogger() logrus.FieldLogger { return testlog.New() }
 
 // TestWithZooKeeper runs the tests that need ZooKeeper against one server
 // (a JVM start is seconds), each under its own root.

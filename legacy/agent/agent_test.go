@@ -25,6 +25,8 @@ import (
 	"github.com/mesos/mesos-go/api/v1/lib/httpcli/apierrors"
 	"github.com/mesos/mesos-go/api/v1/lib/httpcli/httpagent"
 	"github.com/sirupsen/logrus"
+
+	"github.com/vk-titus/vk-titus/internal/testlog"
 )
 
 type harness struct {
@@ -42,15 +44,7 @@ func (h *harness) in(t *testing.T) *harness {
 	return &c
 }
 
-func quietLogger() logrus.FieldLogger {
-	l := logrus.New()
-	l.SetOutput(io.Discard)
-	if testing.Verbose() {
-		l.SetOutput(os.Stderr)
-		l.SetLevel(logrus.DebugLevel)
-	}
-	return l
-}
+func quietLogger() logrus.FieldLogger { return testlog.New() }
 
 func newHarness(t *testing.T, codec *encoding.Codec, mod ...func(*Config)) *harness {
 	t.Helper()

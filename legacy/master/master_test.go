@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -24,6 +23,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/vk-titus/vk-titus/discovery"
+	"github.com/vk-titus/vk-titus/internal/testlog"
 	"github.com/vk-titus/vk-titus/internal/zktest"
 	"github.com/vk-titus/vk-titus/legacy/agent"
 	"github.com/vk-titus/vk-titus/legacy/agentclient"
@@ -31,15 +31,7 @@ import (
 	"github.com/vk-titus/vk-titus/translate"
 )
 
-func testLogger(name string) logrus.FieldLogger {
-	l := logrus.New()
-	l.SetOutput(io.Discard)
-	if testing.Verbose() {
-		l.SetOutput(os.Stderr)
-		l.SetLevel(logrus.DebugLevel)
-	}
-	return l.WithField("who", name)
-}
+func testLogger(name string) logrus.FieldLogger { return testlog.New().WithField("who", name) }
 
 type testMaster struct {
 	*Master
