@@ -325,8 +325,10 @@ func (pr *prober) probe(ctx context.Context, podIP, ns, podName string, c *corev
 		return conn.Close()
 	case pb.Exec != nil:
 		return pr.p.execProbe(ctx, ns, podName, c.Name, pb.Exec.Command)
+	case pb.GRPC != nil:
+		return grpcProbe(ctx, podIP, pb.GRPC.Port, pb.GRPC.Service)
 	default:
-		return fmt.Errorf("probe type not supported by vk-titus (gRPC)")
+		return fmt.Errorf("probe has no handler (exec, httpGet, tcpSocket or grpc)")
 	}
 }
 
