@@ -24,7 +24,12 @@ type fakeMaster struct {
 
 func contend(t *testing.T, addr, path, id string, port int32) *fakeMaster {
 	t.Helper()
-	c, err := Dial(ZKURL{Servers: []string{addr}, Path: path}, 4*time.Second, testLogger())
+	return contendWith(t, addr, path, id, port, 4*time.Second)
+}
+
+func contendWith(t *testing.T, addr, path, id string, port int32, session time.Duration) *fakeMaster {
+	t.Helper()
+	c, err := Dial(ZKURL{Servers: []string{addr}, Path: path}, session, testLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,10 +171,14 @@ func TestDetectorFollowsLeader(t *testing.T) {
 func TestDetectorSurvivesZooKeeperOutage(t *testing.T) {
 	zks := zktest.StartServer(t)
 	url := "zk://" + zks.Addr + "/mesos"
-	m1 := contend(t, zks.Addr, "/mesos", "m1", 5050)
-	contend(t, zks.Addr, "/mesos", "m2", 5051)
+	// Sessions must outlive the outage and the JVM's restart, which takes
+	// half a minute on a loaded two-core machine: else ZooKeeper rightly
+	// expires the masters and there is no leader to keep.
+	const session = 60 * time.Second
+	m1 := contendWith(t, zks.Addr, "/mesos", "m1", 5050, session)
+	contendWith(t, zks.Addr, "/mesos", "m2", 5051, session)
 
-	d, err := NewDetector(url, testLogger(), WithSessionTimeout(10*time.Second), WithMaxBackoff(time.Second))
+	d, err := NewDetector(url, testLogger(), WithSessionTimeout(session), WithMaxBackoff(time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,9 +29,9 @@ const Jar = "/usr/share/java/zookeeper.jar"
 // console (our log file) instead of complaining about a missing SLF4J binder.
 var logJars = []string{"/usr/share/java/slf4j-log4j12.jar", "/usr/share/java/log4j-1.2.jar"}
 
-// TickTime is the server's tick. Session timeouts are negotiated between 2
-// and 20 ticks, so 500 ms allows sessions of 1 s to 10 s: short enough for
-// fast failover tests.
+// TickTime is the server's tick. Sessions may be as short as 2 ticks (1 s),
+// for fast failover tests, and as long as 120 s (maxSessionTimeout), for
+// tests whose sessions must outlive a server restart on a loaded machine.
 const TickTime = 500 * time.Millisecond
 
 // Server is one private standalone ZooKeeper. Stop and Restart keep the
@@ -91,6 +91,7 @@ maxClientCnxns=0
 admin.enableServer=false
 4lw.commands.whitelist=ruok,srvr,stat,mntr,cons
 forceSync=no
+maxSessionTimeout=120000
 preAllocSize=1024
 `, TickTime.Milliseconds(), filepath.Join(dir, "data"), port)
 	if err := os.WriteFile(filepath.Join(dir, "zoo.cfg"), []byte(cfg), 0o644); err != nil {
