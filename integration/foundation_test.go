@@ -132,6 +132,18 @@ func TestExitCodes(t *testing.T) {
 	if !strings.Contains(kubectl(t, "logs", "-n", ns, "exit3"), "failing") {
 		t.Errorf("logs of a failed pod are gone")
 	}
+	// --since filters whole runs: this one ended before the last second.
+	if !strings.Contains(kubectl(t, "logs", "-n", ns, "exit3", "--since=1h"), "failing") {
+		t.Errorf("--since=1h lost the run's lines")
+	}
+	time.Sleep(2 * time.Second)
+	if out := kubectl(t, "logs", "-n", ns, "exit3", "--since=1s"); strings.TrimSpace(out) != "" {
+		t.Errorf("--since=1s shows a run that ended before: %q", out)
+	}
+	out, err := env.Kubectl(ctxFor(t, 30*time.Second), "logs", "-n", ns, "exit3", "--timestamps")
+	if err == nil || !strings.Contains(out+err.Error(), "no per-line times") {
+		t.Errorf("--timestamps: want a clear refusal, got %q %v", out, err)
+	}
 }
 
 func TestRestartPolicyAlwaysRestarts(t *testing.T) {
