@@ -33,8 +33,13 @@ type Config struct {
 	// MaxWaits bounds concurrent WAIT_CONTAINER long polls per agent (each
 	// holds a connection on both ends); containers beyond it are followed by
 	// one shared GET_CONTAINERS sweep instead (default 4096).
-	MaxWaits int      `json:"maxWaits,omitempty"`
-	Timeouts Timeouts `json:"timeouts,omitempty"`
+	MaxWaits int `json:"maxWaits,omitempty"`
+	// MaxLaunches bounds concurrent LAUNCH_CONTAINER calls per agent for
+	// newly admitted pods (default 32, the reference agent's concurrent
+	// spawns). Launches run off the pod controller's sync workers, so a slow
+	// fork on the agent does not hold back admitting the next pods.
+	MaxLaunches int      `json:"maxLaunches,omitempty"`
+	Timeouts    Timeouts `json:"timeouts,omitempty"`
 }
 
 // AgentConfig is one legacy agent.
@@ -149,6 +154,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxWaits < 0 {
 		return fmt.Errorf("maxWaits: must not be negative")
+	}
+	if c.MaxLaunches < 0 {
+		return fmt.Errorf("maxLaunches: must not be negative")
 	}
 	return nil
 }

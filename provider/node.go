@@ -178,6 +178,7 @@ func (p *Provider) Start(ctx context.Context) {
 	}
 	go h.run(ctx)
 	go p.probes.run(ctx)
+	go p.launch.run(ctx)
 	if p.release != nil {
 		go p.release.run(ctx)
 	}

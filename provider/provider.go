@@ -66,6 +66,7 @@ type Provider struct {
 	health  *health
 	probes  *prober
 	release *releaser
+	launch  *launcher
 	usage   usage
 	started metav1.Time
 }
@@ -89,6 +90,7 @@ func New(o Options) *Provider {
 	p.health = newHealth(p)
 	p.waits = newWaiter(p, maxWaits)
 	p.probes = newProber(p)
+	p.launch = newLauncher(p, o.Config.MaxLaunches)
 	if o.PodClient != nil {
 		p.release = newReleaser(o.PodClient, p.log)
 	}
@@ -123,6 +125,16 @@ func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 	rec, err := p.admit(pod)
 	if err != nil {
 		return err
+	}
+	if rec.translated && p.launch.running.Load() {
+		// The launch runs on the launcher; until it has, GetPod shows the
+		// pod waiting (ContainerCreating) but nothing is published, so the
+		// first status write is the launch's outcome, as before.
+		rec.refreshStatus(p.hostIP)
+		rec.unannounced = true
+		rec.mu.Unlock()
+		p.launch.queue.Add(rec)
+		return nil
 	}
 	p.advance(rec)
 	p.finish(rec)
@@ -166,6 +178,7 @@ func (p *Provider) admit(pod *corev1.Pod) (*podRecord, error) {
 		c.launch = byName[c.name]
 		c.adoptFrom(pod)
 	}
+	rec.translated = true
 	log.Debug("pod accepted")
 	return rec, nil
 }
@@ -260,12 +273,14 @@ func (p *Provider) NotifyPods(ctx context.Context, cb func(*corev1.Pod)) {
 // the pod is deleted and terminal, and unlocks it. Every path that locked a
 // record ends here, so no change goes unannounced.
 func (p *Provider) finish(rec *podRecord) {
-	changed := rec.refreshStatus(p.hostIP)
+	changed := rec.refreshStatus(p.hostIP) || rec.unannounced
+	rec.unannounced = false
 	var pod *corev1.Pod
 	if changed {
 		pod = rec.podWithStatus()
 	}
-	done := rec.deleting && rec.terminal()
+	done := rec.deleting && rec.terminal() && !rec.released
+	rec.released = rec.released || done
 	ref := podRef{rec.pod.Namespace, rec.pod.Name, rec.uid}
 	rec.mu.Unlock()
 	if done {

@@ -35,6 +35,14 @@ type podRecord struct {
 	status     corev1.PodStatus // as last published
 	// shownState is the task state last published in translate.AnnotationState.
 	shownState statemachine.State
+	// translated: admit translated the pod (its containers can launch).
+	translated bool
+	// unannounced: the status was computed but not yet published (the pod
+	// waits for the launcher); the next finish publishes it even unchanged.
+	unannounced bool
+	// released: finish dropped the record (deleted and terminal) and queued
+	// the pod object's removal; nothing is to be done for it any more.
+	released bool
 }
 
 // ctr is one pod container: one legacy container per run.
