@@ -22,6 +22,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
+	corev1informers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
@@ -37,6 +38,18 @@ type Config struct {
 	// (per-item retries still back off exponentially).
 	QueueQPS   float64
 	QueueBurst int
+	// StatusAnnotations are annotations the provider publishes with a pod's
+	// status (the pod controller writes the provider's copy of the pod,
+	// metadata included, through UpdateStatus). virtual-kubelet re-syncs a
+	// pod into the provider on every annotation change, which for these is
+	// the provider hearing back what it just said: a sync worker and a full
+	// reflective compare of the pod per status write. An update that changes
+	// nothing but status and these keys is passed to the pod controller as
+	// the status update it is. The value says which changes are the
+	// provider's: true any change, false only adding the key to a pod that
+	// lacks it (a user's later edit of it still reaches the provider). Pods
+	// being deleted are passed through untouched.
+	StatusAnnotations map[string]bool
 	// The kubelet API: served over TLS when TLS is set.
 	ListenAddr string
 	Handler    http.Handler
@@ -75,7 +88,10 @@ func New(name string, newProvider nodeutil.NewProviderFunc, cfg Config) (*Node, 
 	}
 	pods := informers.NewSharedInformerFactoryWithOptions(cfg.Client, cfg.ResyncPeriod, nodeutil.PodInformerFilter(name))
 	other := informers.NewSharedInformerFactoryWithOptions(cfg.Client, cfg.ResyncPeriod)
-	podInformer := pods.Core().V1().Pods()
+	var podInformer corev1informers.PodInformer = pods.Core().V1().Pods()
+	if len(cfg.StatusAnnotations) > 0 {
+		podInformer = statusAnnotationInformer{podInformer, cfg.StatusAnnotations}
+	}
 	secrets, configMaps, services := other.Core().V1().Secrets(), other.Core().V1().ConfigMaps(), other.Core().V1().Services()
 
 	p, np, err := newProvider(nodeutil.ProviderConfig{

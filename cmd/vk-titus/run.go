@@ -32,6 +32,7 @@ import (
 
 	"github.com/vk-titus/vk-titus/legacy/agentclient"
 	"github.com/vk-titus/vk-titus/provider"
+	"github.com/vk-titus/vk-titus/translate"
 	"github.com/vk-titus/vk-titus/vknode"
 )
 
@@ -236,6 +237,9 @@ func newNode(ctx context.Context, o *opts, cfg *provider.Config, client kubernet
 	vcfg := vknode.Config{
 		Client: client, EventRecorder: recorder, Workers: o.podSyncWorkers, ResyncPeriod: o.fullResync,
 		QueueQPS: o.podQueueQPS, QueueBurst: o.podQueueBurst, ListenAddr: fmt.Sprintf(":%d", port),
+		// The task state changes with the status; the container-info
+		// annotation is added to pods that came without one.
+		StatusAnnotations: map[string]bool{provider.AnnotationState: true, translate.AnnotationContainerInfo: false},
 	}
 	if o.tlsCert != "" && o.tlsKey != "" {
 		tlsCfg, err := kubeletTLS(o)
