@@ -239,7 +239,7 @@ func newNode(ctx context.Context, o *opts, cfg *provider.Config, client kubernet
 		QueueQPS: o.podQueueQPS, QueueBurst: o.podQueueBurst, ListenAddr: fmt.Sprintf(":%d", port),
 		// The task state changes with the status; the container-info
 		// annotation is added to pods that came without one.
-		StatusAnnotations: map[string]bool{provider.AnnotationState: true, translate.AnnotationContainerInfo: false},
+		StatusAnnotations: map[string]bool{translate.AnnotationState: true, translate.AnnotationContainerInfo: false},
 	}
 	if o.tlsCert != "" && o.tlsKey != "" {
 		tlsCfg, err := kubeletTLS(o)
