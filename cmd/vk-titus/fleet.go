@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -27,9 +29,9 @@ type fleet struct {
 	log    *logrus.Entry
 	errs   chan error
 
-	mu       sync.Mutex
-	nodes    map[string]*member // by agent id (static: endpoint)
-	nextPort int
+	mu    sync.Mutex
+	nodes map[string]*member // by agent id (static: endpoint)
+	ports map[int]bool       // kubelet API ports held by running nodes
 }
 
 type member struct {
@@ -40,21 +42,21 @@ type member struct {
 
 // start runs a node for one agent.
 func (f *fleet) start(ctx context.Context, key string, a provider.AgentConfig, name string) error {
-	f.mu.Lock()
-	port := f.o.listenPort + f.nextPort
-	f.nextPort++
-	f.mu.Unlock()
+	port := f.takePort()
 	nctx, cancel := context.WithCancel(ctx)
 	n, prov, err := newNode(nctx, f.o, f.cfg, f.client, a, name, port, f.log)
 	if err != nil {
 		cancel()
+		f.releasePort(port)
 		return fmt.Errorf("node %s (agent %s): %w", name, a.Endpoint, err)
 	}
 	f.mu.Lock()
 	f.nodes[key] = &member{name: name, prov: prov, cancel: cancel}
 	f.mu.Unlock()
 	go func() {
-		if err := n.Run(nctx); err != nil && nctx.Err() == nil {
+		err := n.Run(nctx)
+		f.releasePort(port) // Run has closed the listener by now
+		if err != nil && nctx.Err() == nil {
 			select {
 			case f.errs <- fmt.Errorf("node %s: %w", name, err):
 			default:
@@ -133,6 +135,30 @@ func (f *fleet) apply(ctx context.Context, ev discovery.AgentEvent) {
 		m.prov.AgentGone("the legacy master lists the agent no more")
 		go f.remove(ctx, a.ID, m)
 	}
+}
+
+// takePort holds the lowest free kubelet API port from --listen-port up,
+// passing over the metrics port: agents come and go for the life of the
+// process, and a port that only grew would one day land on a port in use.
+func (f *fleet) takePort() int {
+	metrics := -1
+	if _, p, err := net.SplitHostPort(f.o.metricsAddr); err == nil {
+		metrics, _ = strconv.Atoi(p)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	port := f.o.listenPort
+	for f.ports[port] || port == metrics {
+		port++
+	}
+	f.ports[port] = true
+	return port
+}
+
+func (f *fleet) releasePort(port int) {
+	f.mu.Lock()
+	delete(f.ports, port)
+	f.mu.Unlock()
 }
 
 // remove deletes a gone agent's node once its pods' NodeLost statuses had

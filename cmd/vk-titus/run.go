@@ -179,7 +179,7 @@ func run(ctx context.Context, o *opts) error {
 	if o.metricsAddr != "" {
 		go serveMetrics(ctx, o.metricsAddr, o.profiling, base)
 	}
-	f := &fleet{o: o, cfg: cfg, client: client, log: base, errs: make(chan error, 1), nodes: map[string]*member{}}
+	f := &fleet{o: o, cfg: cfg, client: client, log: base, errs: make(chan error, 1), nodes: map[string]*member{}, ports: map[int]bool{}}
 	if cfg.Master != "" {
 		if err := f.discover(ctx); err != nil {
 			return err
