@@ -189,11 +189,18 @@ func (h *health) check(ctx context.Context) error {
 	err := h.p.agent.Health(ctx)
 	var info agentclient.Info
 	var live map[string]bool
+	var listErr error
 	if err == nil {
 		info, err = h.p.agent.Agent(ctx)
 	}
 	if err == nil {
-		live, err = h.listLive(ctx)
+		// A busy agent with thousands of containers can be slow to list
+		// them; that is not the agent being away. Only GET_HEALTH and
+		// GET_AGENT decide reachability (and so, in time, agent-gone, which
+		// loses every pod): the last live set stands until a listing works.
+		if live, listErr = h.listLive(ctx); listErr != nil {
+			h.p.log.WithError(listErr).Warn("agent answers but could not list its containers: keeping the last list")
+		}
 	}
 	h.mu.Lock()
 	was := h.up
@@ -208,7 +215,10 @@ func (h *health) check(ctx context.Context) error {
 		goneNow = true
 	}
 	if h.up {
-		h.info, h.live = info, live
+		h.info = info
+		if listErr == nil {
+			h.live = live
+		}
 		if !was {
 			close(h.upCh)
 		}
