@@ -193,7 +193,15 @@ func (h *health) check(ctx context.Context) error {
 	if err == nil {
 		info, err = h.p.agent.Agent(ctx)
 	}
-	if err == nil {
+	h.mu.Lock()
+	relist := !h.up || h.live == nil
+	h.mu.Unlock()
+	if err == nil && relist {
+		// The live set is read when the agent comes (back) into view, for
+		// the reconciliation that follows; afterwards WAITs and the overflow
+		// sweep keep it current, so a steady agent is not listed (10,000
+		// containers) at every health check.
+		//
 		// A busy agent with thousands of containers can be slow to list
 		// them; that is not the agent being away. Only GET_HEALTH and
 		// GET_AGENT decide reachability (and so, in time, agent-gone, which
@@ -216,7 +224,7 @@ func (h *health) check(ctx context.Context) error {
 	}
 	if h.up {
 		h.info = info
-		if listErr == nil {
+		if relist && listErr == nil {
 			h.live = live
 		}
 		if !was {
