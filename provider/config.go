@@ -66,6 +66,7 @@ type Timeouts struct {
 	HealthInterval Duration `json:"healthInterval,omitempty"` // between health checks (5s)
 	RestartBackoff Duration `json:"restartBackoff,omitempty"` // first CrashLoop back-off, doubling (10s, as the kubelet)
 	AgentGone      Duration `json:"agentGone,omitempty"`      // unreachable this long, the agent counts as gone (5m)
+	Reconcile      Duration `json:"reconcile,omitempty"`      // between reconciliation sweeps, one GET_CONTAINERS each (60s)
 	MaxBackoff     Duration `json:"maxBackoff,omitempty"`     // cap of the back-off (5m, as the kubelet)
 }
 

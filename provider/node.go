@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -31,7 +32,7 @@ type health struct {
 	mu     sync.Mutex
 	up     bool
 	upCh   chan struct{} // closed while the agent answers
-	live   map[string]bool
+	live   *liveSet      // the agent's containers as last listed; nil: not listed since it came into view
 	info   agentclient.Info
 	legacy agentclient.Resources // held by the legacy platform's own tasks
 	since  time.Time             // when the agent stopped answering
@@ -42,7 +43,7 @@ type health struct {
 }
 
 func newHealth(p *Provider) *health {
-	return &health{p: p, upCh: make(chan struct{}), live: map[string]bool{}, kick: make(chan struct{}, 1)}
+	return &health{p: p, upCh: make(chan struct{}), kick: make(chan struct{}, 1)}
 }
 
 // Ping is the node's heartbeat: the bridge process is alive.
@@ -172,23 +173,25 @@ func (h *health) applyReady() {
 // running are adopted instead of launched. An agent that does not answer
 // yet leaves the node NotReady until it does.
 func (p *Provider) Start(ctx context.Context) {
+	p.ctx = ctx
 	h := p.health
 	if err := h.check(ctx); err != nil {
 		p.log.WithError(err).Warn("agent not answering at start; node stays NotReady until it does")
 	}
 	go h.run(ctx)
 	go p.probes.run(ctx)
-	go p.launch.run(ctx)
+	go p.work.run(ctx)
 	if p.release != nil {
 		go p.release.run(ctx)
 	}
+	// INTEGRATE: go func() { <-ctx.Done(); unregister(p) }()
 }
 
 // check asks the agent; it returns nil when it answered.
 func (h *health) check(ctx context.Context) error {
 	err := h.p.agent.Health(ctx)
 	var info agentclient.Info
-	var live map[string]bool
+	var live *liveSet
 	var listErr error
 	if err == nil {
 		info, err = h.p.agent.Agent(ctx)
@@ -233,6 +236,7 @@ func (h *health) check(ctx context.Context) error {
 		h.applyInfo()
 	} else if was {
 		h.upCh = make(chan struct{})
+		h.live = nil // what it held is unknown until it answers again
 	}
 	changed := was != h.up
 	if changed {
@@ -243,9 +247,19 @@ func (h *health) check(ctx context.Context) error {
 		node = h.node.DeepCopy()
 	}
 	cb := h.notify
+	listed := h.up && relist && listErr == nil
 	h.mu.Unlock()
 	if goneNow {
 		h.p.AgentGone(fmt.Sprintf("unreachable since %s", h.since.Format(time.RFC3339)))
+	}
+	if listed {
+		// A fresh list: what waits for the agent's answer (adoption,
+		// reconciliation) can be decided now, and the sweep looks for
+		// containers without a pod (those of lost or deleted pods).
+		h.p.sweep.again()
+		if !changed {
+			h.p.broadcast(sm.Event{Type: sm.AgentBack})
+		}
 	}
 	if !changed {
 		return err
@@ -265,11 +279,7 @@ func (h *health) check(ctx context.Context) error {
 	if node != nil && cb != nil {
 		cb(node)
 	}
-	for _, rec := range h.p.records() {
-		for _, c := range rec.ctrs {
-			h.p.fire(rec, c, sm.Event{Type: ev})
-		}
-	}
+	h.p.broadcast(sm.Event{Type: ev})
 	return err
 }
 
@@ -309,25 +319,73 @@ func (h *health) waitUp(ctx context.Context) bool {
 	}
 }
 
-func (h *health) isLive(id string) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.live[id]
+// liveSet is the agent's container list: the ids, and for each pod UID the
+// rest of its containers' ids (container name, -r<N> for later runs).
+type liveSet struct {
+	ids   map[string]bool
+	byUID map[types.UID][]string
 }
 
-func (h *health) listLive(ctx context.Context) (map[string]bool, error) {
+func newLiveSet(ids []string) *liveSet {
+	l := &liveSet{ids: make(map[string]bool, len(ids)), byUID: map[types.UID][]string{}}
+	for _, id := range ids {
+		l.ids[id] = true
+		if uid, rest, ok := translate.ParseContainerID(id); ok {
+			l.byUID[uid] = append(l.byUID[uid], rest)
+		}
+	}
+	return l
+}
+
+// newest is the newest live run of the pod's container name.
+func (l *liveSet) newest(uid types.UID, name string) (int32, bool) {
+	best, found := int32(-1), false
+	for _, rest := range l.byUID[uid] {
+		run := int32(0)
+		if rest != name {
+			n, ok := strings.CutPrefix(rest, name+"-r")
+			if !ok {
+				continue
+			}
+			r, err := strconv.ParseInt(n, 10, 32)
+			if err != nil || r < 1 {
+				continue
+			}
+			run = int32(r)
+		}
+		if run > best {
+			best, found = run, true
+		}
+	}
+	return best, found
+}
+
+// newestRun is the newest run of a pod's container the agent lists as live;
+// known is false while there is no current list (the agent away).
+func (h *health) newestRun(uid types.UID, name string) (run int32, live, known bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.live == nil || !h.up {
+		return -1, false, false
+	}
+	run, live = h.live.newest(uid, name)
+	return run, live, true
+}
+
+func (h *health) listLive(ctx context.Context) (*liveSet, error) {
 	list, err := h.p.agent.Containers(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("listing containers: %w", err)
 	}
-	live := make(map[string]bool, len(list))
-	for _, c := range list {
-		live[c.ID] = true
+	ids := make([]string, len(list))
+	for i, c := range list {
+		ids[i] = c.ID
 	}
-	return live, nil
+	return newLiveSet(ids), nil
 }
 
-// refreshLive re-reads the live set (the overflow sweep's one call).
+// refreshLive re-reads the live set (one GET_CONTAINERS for the overflow
+// sweep or the reconciliation sweep).
 func (h *health) refreshLive(ctx context.Context) (map[string]bool, error) {
 	live, err := h.listLive(ctx)
 	if err != nil {
@@ -336,7 +394,7 @@ func (h *health) refreshLive(ctx context.Context) (map[string]bool, error) {
 	h.mu.Lock()
 	h.live = live
 	h.mu.Unlock()
-	return live, nil
+	return live.ids, nil
 }
 
 // SetLegacyUsage tells the node what the legacy platform's own tasks hold on
@@ -373,11 +431,7 @@ func (p *Provider) AgentGone(reason string) {
 		return
 	}
 	p.log.WithField("reason", reason).Warn("agent gone: its pods are lost")
-	for _, rec := range p.records() {
-		for _, c := range rec.ctrs {
-			p.fire(rec, c, sm.Event{Type: sm.AgentGone, Message: reason})
-		}
-	}
+	p.broadcast(sm.Event{Type: sm.AgentGone, Message: reason})
 }
 
 // Gone reports whether the agent has been declared gone.

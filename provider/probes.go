@@ -148,10 +148,19 @@ func probeOf(c *corev1.Container, kind probeKind) *corev1.Probe {
 	return c.ReadinessProbe
 }
 
+// specOf is the spec of a probed container: app containers and native
+// sidecars are probed, as by the kubelet; init containers are not.
 func specOf(rec *podRecord, c *ctr) *corev1.Container {
-	for i := range rec.pod.Spec.Containers {
-		if rec.pod.Spec.Containers[i].Name == c.name && !c.init {
-			return &rec.pod.Spec.Containers[i]
+	list := rec.pod.Spec.Containers
+	switch c.role {
+	case sm.RoleInit:
+		return nil
+	case sm.RoleSidecar:
+		list = rec.pod.Spec.InitContainers
+	}
+	for i := range list {
+		if list[i].Name == c.name {
+			return &list[i]
 		}
 	}
 	return nil
@@ -207,7 +216,7 @@ func (pr *prober) execute(ctx context.Context, d due) {
 		d.rec.mu.Unlock()
 		return
 	}
-	pr.record(d, pb, err)
+	failed := pr.record(d, pb, err)
 	period := time.Duration(pb.PeriodSeconds) * time.Second
 	if period <= 0 {
 		period = 10 * time.Second
@@ -225,11 +234,17 @@ func (pr *prober) execute(ctx context.Context, d due) {
 	} else {
 		pr.schedule(next)
 	}
-	pr.p.finish(d.rec)
+	pod := pr.p.publishLocked(d.rec)
+	d.rec.mu.Unlock()
+	pr.p.notifyPod(pod)
+	if failed != nil {
+		pr.p.enqueue(d.rec, item{c: d.c, ev: *failed})
+	}
 }
 
-// record applies thresholds (rec.mu held).
-func (pr *prober) record(d due, pb *corev1.Probe, err error) {
+// record applies thresholds (rec.mu held); it hands back the LivenessFailed
+// event for the pod's worker when a liveness or startup probe gave up.
+func (pr *prober) record(d due, pb *corev1.Probe, err error) *sm.Event {
 	ps := &d.c.probes
 	success, failure := pb.SuccessThreshold, pb.FailureThreshold
 	if success <= 0 {
@@ -249,7 +264,7 @@ func (pr *prober) record(d due, pb *corev1.Probe, err error) {
 				ps.ready = true
 			}
 		}
-		return
+		return nil
 	}
 	ps.successes[d.kind] = 0
 	ps.failures[d.kind]++
@@ -257,16 +272,17 @@ func (pr *prober) record(d due, pb *corev1.Probe, err error) {
 		r.Eventf(d.rec.pod, corev1.EventTypeWarning, "Unhealthy", "%s probe failed: %v", d.kind, err)
 	}
 	if ps.failures[d.kind] < failure {
-		return
+		return nil
 	}
 	switch d.kind {
 	case readinessProbe:
 		ps.ready = false
 	case livenessProbe, startupProbe:
 		ps.failures[d.kind] = 0
-		pr.p.step(d.rec, d.c, sm.Event{Type: sm.LivenessFailed,
-			Message: fmt.Sprintf("Container %s failed %s probe, will be restarted", d.c.name, strings.ToLower(string(d.kind)))})
+		return &sm.Event{Type: sm.LivenessFailed,
+			Message: fmt.Sprintf("Container %s failed %s probe, will be restarted", d.c.name, strings.ToLower(string(d.kind)))}
 	}
+	return nil
 }
 
 // probe performs one check the way the kubelet's prober does.

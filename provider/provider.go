@@ -1,13 +1,31 @@
 // Package provider is the virtual-kubelet provider: it turns the pods bound
 // to one virtual node into imperative calls on one legacy agent, moving each
-// pod container through the statemachine table and pushing every status
-// change back (PodNotifier), with no per-pod polling.
+// pod and each of its containers through the statemachine tables and pushing
+// every status change back (PodNotifier), with no per-pod polling.
 //
-// One Provider serves one agent and one node. Each pod has a record whose
-// mutex serialises everything that happens to it: lifecycle calls from the
-// pod controller, WAIT results, timers. Actions that the state machine hands
-// back run under that lock, so a pod never sees two events at once and
-// deletion cannot race a launch.
+// One Provider serves one agent and one node. The design is the kubelet's
+// pod workers with etcd raft's Ready loop:
+//
+//   - Everything that happens to a pod (the pod controller's calls, WAIT
+//     answers, timers, agent health, the reconciliation sweep) becomes an
+//     item in the pod's inbox. One worker at a time serves a pod (the work
+//     queue never hands the same record to two workers), in order.
+//   - The worker steps the tables under the record's lock, which is pure
+//     and quick, collects the actions they hand back, releases the lock,
+//     then performs the agent calls; their results are stepped next, before
+//     anything else in the inbox. No agent call runs under a lock.
+//   - Records are keyed by pod UID: a same-named successor is another pod.
+//   - The status is published once the inbox is drained, so a burst of
+//     changes is one write.
+//
+// Invariants: every state in which a container may run has, on deletion, a
+// path through KILL and REMOVE (statemachine's TestDeleteKills); a container
+// the agent holds without a live record for its run is killed and removed
+// by the sweep (sweep.go), which repeats; adoption needs only the agent's
+// answer and the pod object.
+//
+// Lock order: Provider.mu, then podRecord.mu, then the waiter's and
+// health's own locks; none is held across an agent or API call.
 package provider
 
 import (
@@ -21,6 +39,7 @@ import (
 	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	corev1listers "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/record"
@@ -56,17 +75,21 @@ type Provider struct {
 	backoff time.Duration
 	maxBack time.Duration
 
-	mu   sync.RWMutex
-	pods map[string]*podRecord // namespace/name
+	mu     sync.RWMutex
+	pods   map[types.UID]*podRecord
+	byName map[string]*podRecord // namespace/name → the newest pod of that name
 
 	notifyMu sync.RWMutex
 	notify   func(*corev1.Pod)
 
+	// ctx is Start's: every goroutine and call of the provider ends with it.
+	ctx     context.Context
+	work    *workers
 	waits   *waiter
 	health  *health
 	probes  *prober
 	release *releaser
-	launch  *launcher
+	sweep   *sweeper
 	usage   usage
 	started metav1.Time
 }
@@ -80,8 +103,10 @@ func New(o Options) *Provider {
 		hostIP:  o.Agent.address(),
 		backoff: o.Config.Timeouts.RestartBackoff.or(10 * time.Second),
 		maxBack: o.Config.Timeouts.MaxBackoff.or(5 * time.Minute),
-		pods:    map[string]*podRecord{},
+		pods:    map[types.UID]*podRecord{},
+		byName:  map[string]*podRecord{},
 		started: metav1.Now(),
+		ctx:     context.Background(),
 	}
 	maxWaits := o.Config.MaxWaits
 	if maxWaits == 0 {
@@ -90,7 +115,8 @@ func New(o Options) *Provider {
 	p.health = newHealth(p)
 	p.waits = newWaiter(p, maxWaits)
 	p.probes = newProber(p)
-	p.launch = newLauncher(p, o.Config.MaxLaunches)
+	p.work = newWorkers(p, o.Config.MaxLaunches)
+	p.sweep = newSweeper(p)
 	if o.PodClient != nil {
 		p.release = newReleaser(o.PodClient, p.log)
 	}
@@ -100,10 +126,17 @@ func New(o Options) *Provider {
 
 func podKey(namespace, name string) string { return namespace + "/" + name }
 
+// record is the newest pod of that name the provider knows.
 func (p *Provider) record(namespace, name string) *podRecord {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	return p.pods[podKey(namespace, name)]
+	return p.byName[podKey(namespace, name)]
+}
+
+func (p *Provider) recordOf(uid types.UID) *podRecord {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.pods[uid]
 }
 
 func (p *Provider) records() []*podRecord {
@@ -116,77 +149,78 @@ func (p *Provider) records() []*podRecord {
 	return out
 }
 
-// CreatePod admits a pod: it translates it and starts its first containers.
-// It is idempotent, as the pod controller may call it again.
+// CreatePod admits a pod and hands it to its worker, which starts its
+// containers (or adopts what ran before). It is idempotent, as the pod
+// controller may call it again.
 func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
-	if r := p.record(pod.Namespace, pod.Name); r != nil && r.uid == pod.UID {
+	if p.recordOf(pod.UID) != nil {
 		return nil
 	}
-	rec, err := p.admit(pod)
+	rec, ev, err := p.admit(pod, false)
 	if err != nil {
 		return err
 	}
-	if rec.translated && p.launch.running.Load() {
-		// The launch runs on the launcher; until it has, GetPod shows the
-		// pod waiting (ContainerCreating) but nothing is published, so the
-		// first status write is the launch's outcome, as before.
-		rec.refreshStatus(p.hostIP)
-		rec.unannounced = true
-		rec.mu.Unlock()
-		p.launch.queue.Add(rec)
-		return nil
-	}
-	p.advance(rec)
-	p.finish(rec)
+	p.enqueue(rec, item{pod: ev})
 	return nil
 }
 
-// admit translates a pod and registers its record, returned locked. A pod
-// that can never run is failed here; a transient error (a referenced
-// ConfigMap or Secret not there yet) is returned for the pod controller to
-// retry with back-off, as the kubelet waits for volumes.
-func (p *Provider) admit(pod *corev1.Pod) (*podRecord, error) {
-	key := podKey(pod.Namespace, pod.Name)
-	launches, annotation, err := translate.PodLaunches(pod, resolver{p.opts.ConfigMaps, p.opts.Secrets})
-	if err != nil && !errors.Is(err, translate.ErrInvalidSpec) {
-		return nil, fmt.Errorf("pod %s: %w", key, err)
-	}
+// admit translates a pod and registers its record. A pod that can never run
+// is marked invalid; a transient error (a referenced ConfigMap or Secret not
+// there yet) is returned for the pod controller to retry with back-off, as
+// the kubelet waits for volumes, unless nothing has to be launched now: a
+// pod that ran before (adopted from the agent's answer alone) or one being
+// deleted needs no translation, and its launches translate when due.
+func (p *Provider) admit(pod *corev1.Pod, deleting bool) (*podRecord, statemachine.PodEventType, error) {
 	rec := newPodRecord(pod)
-	rec.mu.Lock()
-	p.mu.Lock()
-	p.pods[key] = rec
-	p.mu.Unlock()
-
+	ran := false
+	for _, c := range rec.ctrs {
+		newest, live, _ := p.health.newestRun(pod.UID, c.name)
+		if !live {
+			newest = -1
+		}
+		c.adoptFrom(pod, newest)
+		ran = ran || c.ran
+	}
+	ev := statemachine.PodCreate
+	if ran {
+		ev = statemachine.PodAdopt
+	}
+	launches, annotation, err := translate.PodLaunches(pod, resolver{p.opts.ConfigMaps, p.opts.Secrets})
 	log := p.podLog(rec)
-	if err != nil {
+	switch {
+	case err == nil:
+		// The pod controller writes status with the provider's copy of the
+		// pod, metadata included, so the annotation reaches the API with the
+		// first status update: no call of its own.
+		rec.annotation = annotation
+		byName := make(map[string]*translate.Launch, len(launches))
+		for i := range launches {
+			byName[launches[i].ContainerName] = &launches[i]
+		}
+		for _, c := range rec.ctrs {
+			c.launch = byName[c.name]
+		}
+	case errors.Is(err, translate.ErrInvalidSpec) && !ran:
 		log.WithError(err).Warn("pod cannot be translated")
 		rec.reason, rec.message = "InvalidContainerInfo", err.Error()
-		for _, c := range rec.ctrs {
-			p.step(rec, c, statemachine.Event{Type: statemachine.InvalidSpec, Reason: "InvalidContainerInfo", Message: err.Error()})
-		}
-		return rec, nil
+		ev = statemachine.PodInvalid
+	case !ran && !deleting:
+		return nil, "", fmt.Errorf("pod %s: %w", rec.key, err)
+	default:
+		log.WithError(err).Info("pod not translated; adopting it from the agent's answer")
 	}
-	// The pod controller writes status with the provider's copy of the pod,
-	// metadata included, so the annotation reaches the API with the first
-	// status update: no call of its own.
-	rec.annotation = annotation
-	byName := make(map[string]translate.Launch, len(launches))
-	for _, l := range launches {
-		byName[l.ContainerName] = l
-	}
-	for _, c := range rec.ctrs {
-		c.launch = byName[c.name]
-		c.adoptFrom(pod)
-	}
-	rec.translated = true
-	log.Debug("pod accepted")
-	return rec, nil
+	p.mu.Lock()
+	p.pods[rec.uid] = rec
+	p.byName[rec.key] = rec
+	p.mu.Unlock()
+	log.WithField("event", ev).Debug("pod accepted")
+	return rec, ev, nil
 }
 
 // UpdatePod takes the new spec; the kubelet lets little change on a running
 // pod and nothing of it reaches a legacy container that already runs.
 func (p *Provider) UpdatePod(ctx context.Context, pod *corev1.Pod) error {
-	rec := p.record(pod.Namespace, pod.Name)
+	rec := p.recordOf(pod.UID)
 	if rec == nil {
 		return errdefs.NotFoundf("pod %s/%s is not known to the provider", pod.Namespace, pod.Name)
 	}
@@ -196,37 +230,26 @@ func (p *Provider) UpdatePod(ctx context.Context, pod *corev1.Pod) error {
 	return nil
 }
 
-// DeletePod sends SIGTERM to the pod's containers and lets the state machine
-// run the grace period; it may be called several times.
+// DeletePod hands the deletion to the pod's worker: SIGTERM, the grace
+// period, SIGKILL, REMOVE, as the tables say. It may be called several
+// times; a pod deleted while the bridge was down is admitted first, so what
+// it left on the agent is killed, not orphaned.
 func (p *Provider) DeletePod(ctx context.Context, pod *corev1.Pod) error {
-	rec := p.record(pod.Namespace, pod.Name)
-	if rec != nil && rec.uid == pod.UID {
-		rec.mu.Lock()
-	} else {
-		// A pod deleted while the bridge was down: adopt what it left on
-		// the agent so that it is killed, not orphaned.
+	rec := p.recordOf(pod.UID)
+	if rec == nil {
 		var err error
-		if rec, err = p.admit(pod); err != nil {
+		if rec, _, err = p.admit(pod, true); err != nil {
 			return err
 		}
 	}
+	rec.mu.Lock()
 	rec.pod = pod.DeepCopy()
-	rec.deleting = true
 	if pod.DeletionGracePeriodSeconds != nil {
 		g := time.Duration(*pod.DeletionGracePeriodSeconds) * time.Second
 		rec.grace = &g
 	}
-	// Every container hears it, finished ones too: their rows remove the
-	// sandbox. Containers that cannot act on it now (unreachable agent)
-	// get it again from advance once they can.
-	for _, c := range rec.ctrs {
-		if c.state == statemachine.Accepted && c.adopt {
-			continue // advance reconciles it first
-		}
-		p.step(rec, c, statemachine.Event{Type: statemachine.DeleteRequested})
-	}
-	p.advance(rec)
-	p.finish(rec)
+	rec.mu.Unlock()
+	p.enqueue(rec, item{pod: statemachine.PodDelete})
 	return nil
 }
 
@@ -269,30 +292,16 @@ func (p *Provider) NotifyPods(ctx context.Context, cb func(*corev1.Pod)) {
 	p.notifyMu.Unlock()
 }
 
-// finish publishes the record's status if it changed, drops the record once
-// the pod is deleted and terminal, and unlocks it. Every path that locked a
-// record ends here, so no change goes unannounced.
-func (p *Provider) finish(rec *podRecord) {
-	changed := rec.refreshStatus(p.hostIP) || rec.unannounced
-	rec.unannounced = false
-	var pod *corev1.Pod
-	if changed {
-		pod = rec.podWithStatus()
+// publish hands the pod's status to the pod controller if anything a client
+// could see changed. rec.mu is held; the callback runs after it is released.
+func (p *Provider) publishLocked(rec *podRecord) *corev1.Pod {
+	if !rec.refreshStatus(p.hostIP) {
+		return nil
 	}
-	done := rec.deleting && rec.terminal() && !rec.released
-	rec.released = rec.released || done
-	ref := podRef{rec.pod.Namespace, rec.pod.Name, rec.uid}
-	rec.mu.Unlock()
-	if done {
-		p.mu.Lock()
-		if p.pods[rec.key] == rec {
-			delete(p.pods, rec.key)
-		}
-		p.mu.Unlock()
-		if p.release != nil {
-			p.release.queue.Add(ref)
-		}
-	}
+	return rec.podWithStatus()
+}
+
+func (p *Provider) notifyPod(pod *corev1.Pod) {
 	if pod == nil {
 		return
 	}
@@ -302,6 +311,19 @@ func (p *Provider) finish(rec *podRecord) {
 	if cb != nil {
 		cb(pod)
 	}
+}
+
+// dropRecord forgets a released pod; a successor of the same name keeps its
+// own entry.
+func (p *Provider) dropRecord(rec *podRecord) {
+	p.mu.Lock()
+	if p.pods[rec.uid] == rec {
+		delete(p.pods, rec.uid)
+	}
+	if p.byName[rec.key] == rec {
+		delete(p.byName, rec.key)
+	}
+	p.mu.Unlock()
 }
 
 func (p *Provider) podLog(rec *podRecord) *logrus.Entry {

@@ -16,16 +16,19 @@ import (
 )
 
 // podRecord is the provider's one owner of a pod's status (as the kubelet's
-// status manager): only what the state machine decided is shown.
+// status manager): only what the state machine decided is shown. Its fields
+// are guarded by mu; only the pod's worker changes state, ctrs' states and
+// inbox order, and it never holds mu across an agent call.
 type podRecord struct {
-	mu       sync.Mutex
-	key      string
-	uid      types.UID
-	pod      *corev1.Pod
-	ctrs     []*ctr
-	deleting bool
-	grace    *time.Duration // the deletion's grace period, when it set one
-	started  metav1.Time
+	mu    sync.Mutex
+	key   string // namespace/name, for logs and lookups by name
+	uid   types.UID
+	pod   *corev1.Pod
+	ctrs  []*ctr
+	state statemachine.PodState
+	grace *time.Duration // the deletion's grace period, when it set one
+	// started is the pod's start time as the API shows it.
+	started metav1.Time
 	// annotation is the container-info annotation the bridge derived for a
 	// pod that came without one; it stays on every copy the pod controller
 	// gets, so a metadata update racing the first status write keeps it.
@@ -35,59 +38,75 @@ type podRecord struct {
 	status     corev1.PodStatus // as last published
 	// shownState is the task state last published in translate.AnnotationState.
 	shownState statemachine.State
-	// translated: admit translated the pod (its containers can launch).
-	translated bool
-	// unannounced: the status was computed but not yet published (the pod
-	// waits for the launcher); the next finish publishes it even unchanged.
-	unannounced bool
-	// released: finish dropped the record (deleted and terminal) and queued
-	// the pod object's removal; nothing is to be done for it any more.
-	released bool
+	// inbox holds what happened to the pod, in order, until its worker
+	// takes it.
+	inbox []item
+}
+
+// item is one thing that happened to a pod: a pod-level event (c nil) or a
+// container event. gen and run tie timer and WAIT answers to the timer and
+// run they were for, so that stale news is dropped before the table.
+type item struct {
+	c   *ctr
+	ev  statemachine.Event
+	pod statemachine.PodEventType
+	gen uint64 // a timer's generation (0: not a timer)
+	run string // the run a WAIT answered for ("" : not a WAIT answer)
 }
 
 // ctr is one pod container: one legacy container per run.
 type ctr struct {
-	name      string
-	image     string
-	init      bool
-	launch    translate.Launch
-	state     statemachine.State
-	shown     statemachine.State // the last state whose view is not "last known"
-	restarts  int32
-	adopt     bool // it ran before this bridge process: reconcile, never relaunch
+	name   string
+	image  string
+	role   statemachine.Role
+	launch *translate.Launch // nil until the pod is translated (adoption needs none)
+	state  statemachine.State
+	shown  statemachine.State // the last state whose view is not "last known"
+	// restarts is the run on the agent: -r<restarts> in its id.
+	restarts int32
+	// ran: a run of it exists or existed on the agent before this process
+	// saw the pod (the API shows one, or the agent lists one): it is
+	// adopted, never launched as new.
+	ran       bool
 	exit      statemachine.Event
 	since     metav1.Time // when the current view began (started or finished)
 	startedAt metav1.Time // when the current run started
 	last      *corev1.ContainerStateTerminated
 	timer     *time.Timer
+	timerGen  uint64
 	probes    probeState
 }
 
 func newPodRecord(pod *corev1.Pod) *podRecord {
-	rec := &podRecord{key: podKey(pod.Namespace, pod.Name), uid: pod.UID, pod: pod.DeepCopy(), started: metav1.Now()}
+	rec := &podRecord{key: podKey(pod.Namespace, pod.Name), uid: pod.UID, pod: pod.DeepCopy(),
+		state: statemachine.PodPending, started: metav1.Now()}
 	if pod.Status.StartTime != nil {
 		rec.started = *pod.Status.StartTime
 	}
-	add := func(c corev1.Container, init bool) {
-		rec.ctrs = append(rec.ctrs, &ctr{name: c.Name, image: c.Image, init: init,
+	add := func(c corev1.Container, role statemachine.Role) {
+		rec.ctrs = append(rec.ctrs, &ctr{name: c.Name, image: c.Image, role: role,
 			state: statemachine.Accepted, shown: statemachine.Accepted, since: metav1.Now()})
 	}
 	for _, c := range pod.Spec.InitContainers {
-		add(c, true)
+		role := statemachine.RoleInit
+		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			role = statemachine.RoleSidecar
+		}
+		add(c, role)
 	}
 	for _, c := range pod.Spec.Containers {
-		add(c, false)
+		add(c, statemachine.RoleApp)
 	}
 	return rec
 }
 
 // adoptFrom takes over what the API already shows of a container after a
-// bridge restart: its restart count names the run that is (or was) on the
-// agent, and a container that had started must be reconciled, never
-// launched again.
-func (c *ctr) adoptFrom(pod *corev1.Pod) {
+// bridge restart or a takeover, and what the agent holds of it: the newest
+// run of either is the one on the agent, and a container that had started
+// must be reconciled, never launched again.
+func (c *ctr) adoptFrom(pod *corev1.Pod, newestLive int32) {
 	statuses := pod.Status.ContainerStatuses
-	if c.init {
+	if c.role != statemachine.RoleApp {
 		statuses = pod.Status.InitContainerStatuses
 	}
 	for _, s := range statuses {
@@ -96,10 +115,14 @@ func (c *ctr) adoptFrom(pod *corev1.Pod) {
 		}
 		c.restarts = s.RestartCount
 		c.last = s.LastTerminationState.Terminated
-		c.adopt = s.State.Running != nil || s.State.Terminated != nil || s.RestartCount > 0 || c.last != nil
+		c.ran = s.State.Running != nil || s.State.Terminated != nil || s.RestartCount > 0 || c.last != nil
 		if s.State.Running != nil {
 			c.since = s.State.Running.StartedAt
 		}
+	}
+	if newestLive >= 0 {
+		c.ran = true
+		c.restarts = max(c.restarts, newestLive)
 	}
 }
 
@@ -117,25 +140,41 @@ func runID(uid types.UID, name string, restarts int32) string {
 }
 
 // policy is the restart policy that applies to the container: init
-// containers are retried on failure unless the pod never restarts.
+// containers are retried on failure unless the pod never restarts, and a
+// native sidecar always restarts.
 func (r *podRecord) policy(c *ctr) corev1.RestartPolicy {
 	pol := r.pod.Spec.RestartPolicy
 	if pol == "" {
 		pol = corev1.RestartPolicyAlways
 	}
-	if c.init && pol == corev1.RestartPolicyAlways {
+	switch {
+	case c.role == statemachine.RoleSidecar:
+		return corev1.RestartPolicyAlways
+	case c.role == statemachine.RoleInit && pol == corev1.RestartPolicyAlways:
 		return corev1.RestartPolicyOnFailure
 	}
 	return pol
 }
 
-func (r *podRecord) terminal() bool {
-	for _, c := range r.ctrs {
-		if !statemachine.InfoOf(c.state).Terminal {
-			return false
-		}
+// facts are the containers as the pod table's Progress reads them.
+func (r *podRecord) facts() []statemachine.Facts {
+	out := make([]statemachine.Facts, len(r.ctrs))
+	for i, c := range r.ctrs {
+		out[i] = statemachine.Facts{Role: c.role, State: c.state}
 	}
-	return true
+	return out
+}
+
+// killGrace is the grace period a KILL of c gives: the deletion's, or the
+// pod's terminationGracePeriodSeconds.
+func (r *podRecord) killGrace(c *ctr) time.Duration {
+	if r.grace != nil {
+		return *r.grace
+	}
+	if c.launch != nil {
+		return c.launch.KillGrace
+	}
+	return translate.KillGrace(r.pod)
 }
 
 func (r *podRecord) podWithStatus() *corev1.Pod {
@@ -169,12 +208,17 @@ func (r *podRecord) refreshStatus(hostIP string) bool {
 }
 
 // taskState is the state of the pod's first app container: the task, as
-// the legacy job API counts one task per pod.
+// the legacy job API counts one task per pod. A state with no Titus state of
+// its own (Removed) shows what the container ended as.
 func (r *podRecord) taskState() statemachine.State {
 	for _, c := range r.ctrs {
-		if !c.init {
-			return c.state
+		if c.role != statemachine.RoleApp {
+			continue
 		}
+		if statemachine.TitusOf(c.state).State == "" {
+			return c.shown
+		}
+		return c.state
 	}
 	return statemachine.Accepted
 }
@@ -195,12 +239,11 @@ func (r *podRecord) computeStatus(hostIP string) corev1.PodStatus {
 	for _, c := range r.ctrs {
 		cs := r.containerStatus(c)
 		info := statemachine.InfoOf(c.shown)
-		if c.init {
+		if c.role != statemachine.RoleApp {
 			st.InitContainerStatuses = append(st.InitContainerStatuses, cs)
-			if c.shown != statemachine.Succeeded {
+			if !statemachine.StepDone(statemachine.Facts{Role: c.role, State: c.shown}) {
 				initDone = false
-				initFailed = initFailed || (info.Terminal && r.policy(c) == corev1.RestartPolicyNever) ||
-					c.shown == statemachine.Rejected || c.shown == statemachine.Lost
+				initFailed = initFailed || (c.role == statemachine.RoleInit && info.Terminal)
 			}
 			continue
 		}
@@ -270,7 +313,7 @@ func (r *podRecord) containerStatus(c *ctr) corev1.ContainerStatus {
 	switch info.View {
 	case statemachine.ViewRunning:
 		cs.State.Running = &corev1.ContainerStateRunning{StartedAt: c.since}
-		cs.Ready = !c.init && c.shown == statemachine.Running && c.probes.ready
+		cs.Ready = c.role != statemachine.RoleInit && c.shown == statemachine.Running && c.probes.ready
 		started := c.probes.started
 		cs.Started = &started
 	case statemachine.ViewTerminated:

@@ -9,47 +9,271 @@ import (
 
 	"github.com/sirupsen/logrus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/workqueue"
 
 	"github.com/vk-titus/vk-titus/legacy/agentclient"
 	sm "github.com/vk-titus/vk-titus/statemachine"
+	"github.com/vk-titus/vk-titus/translate"
 )
 
-// fire delivers an event from outside the pod's lock (a WAIT result, a timer,
-// agent health) and publishes the outcome.
-func (p *Provider) fire(rec *podRecord, c *ctr, ev sm.Event) {
-	rec.mu.Lock()
-	p.step(rec, c, ev)
-	p.finish(rec)
+// workers serve the pods' inboxes. The work queue hands a record to one
+// worker at a time and hands it again if items arrived meanwhile, so each
+// pod's events are handled in order by one worker (the kubelet's pod
+// workers) while at most n pods are served at once: the goroutine count does
+// not grow with the pod count.
+type workers struct {
+	p     *Provider
+	n     int
+	queue workqueue.TypedInterface[*podRecord]
 }
 
-// step runs ev through the state machine for container c and performs the
-// actions the transition hands back; actions may answer with further events
-// (a launch answering "accepted"), which are stepped in turn. rec.mu is held.
-func (p *Provider) step(rec *podRecord, c *ctr, ev sm.Event) {
-	queue := []sm.Event{ev}
-	for len(queue) > 0 {
-		ev, queue = queue[0], queue[1:]
-		from := c.state
-		t, err := sm.Step(from, ev, rec.policy(c))
-		log := p.podLog(rec).WithFields(logrus.Fields{"task": c.runID(rec.uid), "container": c.name, "event": sm.Refine(ev, rec.policy(c))})
+const defaultWorkers = 32
+
+func newWorkers(p *Provider, n int) *workers {
+	if n <= 0 {
+		n = defaultWorkers
+	}
+	return &workers{p: p, n: n, queue: workqueue.NewTyped[*podRecord]()}
+}
+
+// run serves the queue until ctx ends.
+func (w *workers) run(ctx context.Context) {
+	for i := 0; i < w.n; i++ {
+		go func() {
+			for {
+				rec, quit := w.queue.Get()
+				if quit {
+					return
+				}
+				w.p.drain(rec)
+				w.queue.Done(rec)
+			}
+		}()
+	}
+	<-ctx.Done()
+	w.queue.ShutDown()
+}
+
+// enqueue adds what happened to a pod to its inbox and asks for its worker.
+func (p *Provider) enqueue(rec *podRecord, items ...item) {
+	rec.mu.Lock()
+	rec.inbox = append(rec.inbox, items...)
+	rec.mu.Unlock()
+	p.work.queue.Add(rec)
+}
+
+// broadcast sends ev to every container of every pod (agent health).
+func (p *Provider) broadcast(ev sm.Event) {
+	for _, rec := range p.records() {
+		rec.mu.Lock()
+		items := make([]item, len(rec.ctrs))
+		for i, c := range rec.ctrs {
+			items[i] = item{c: c, ev: ev}
+		}
+		rec.mu.Unlock()
+		p.enqueue(rec, items...)
+	}
+}
+
+// drain handles the pod's inbox in order, then publishes its status once.
+func (p *Provider) drain(rec *podRecord) {
+	for {
+		rec.mu.Lock()
+		if len(rec.inbox) == 0 {
+			pod := p.publishLocked(rec)
+			rec.inbox = nil // let a burst's backing array go
+			rec.mu.Unlock()
+			p.notifyPod(pod)
+			return
+		}
+		it := rec.inbox[0]
+		rec.inbox[0] = item{}
+		rec.inbox = rec.inbox[1:]
+		rec.mu.Unlock()
+		p.handle(rec, it)
+	}
+}
+
+// task is one action to perform off the lock, with what it needs captured
+// under it.
+type task struct {
+	c        *ctr
+	a        sm.Action
+	id       string
+	restarts int32
+	launch   *translate.Launch
+	log      *logrus.Entry
+	release  bool // the pod-level release (c nil)
+}
+
+// handle steps one item and everything it leads to: the tables under the
+// lock, the agent calls without it, their answers first in line.
+func (p *Provider) handle(rec *podRecord, first item) {
+	pending := []item{first}
+	for len(pending) > 0 {
+		it := pending[0]
+		pending = pending[1:]
+		var todo []task
+		rec.mu.Lock()
+		switch {
+		case it.c == nil:
+			p.stepPodLocked(rec, it.pod, &todo)
+		case it.gen != 0 && it.gen != it.c.timerGen,
+			it.run != "" && it.run != it.c.runID(rec.uid):
+			// A timer that was replaced or a WAIT answer for a run that is
+			// no longer current: stale news.
+		default:
+			if it.gen != 0 {
+				it.c.timer = nil
+			}
+			p.stepLocked(rec, it.c, it.ev, &todo)
+			p.progressLocked(rec, &todo)
+		}
+		rec.mu.Unlock()
+		var results []item
+		for _, t := range todo {
+			results = append(results, p.act(rec, t)...)
+		}
+		pending = append(results, pending...)
+	}
+}
+
+// stepPodLocked runs a pod-level event through the pod table.
+func (p *Provider) stepPodLocked(rec *podRecord, e sm.PodEventType, todo *[]task) {
+	t, err := sm.StepPod(rec.state, e)
+	if err != nil {
+		p.podLog(rec).WithField("state", rec.state).Debug(err)
+		return
+	}
+	if rec.state != t.To {
+		p.podLog(rec).WithFields(logrus.Fields{"state": t.To, "from": rec.state, "event": e}).Debug("pod transition")
+	}
+	rec.state = t.To
+	for _, a := range t.Actions {
+		p.podActionLocked(rec, a, todo)
+	}
+	p.progressLocked(rec, todo)
+}
+
+// progressLocked feeds the pod table what the containers' states amount to,
+// until nothing moves: an init container that succeeded lets the next one
+// start, a terminating pod's containers hear the deletion again, and so on.
+func (p *Provider) progressLocked(rec *podRecord, todo *[]task) {
+	for range len(rec.ctrs) + 4 {
+		e := sm.Progress(rec.facts())
+		t, err := sm.StepPod(rec.state, e)
 		if err != nil {
-			// Stale news (a timer from a previous run, a WAIT answering after
-			// a kill) lands here: logged, state kept.
-			log.WithField("state", from).Debug(err)
-			continue
+			p.podLog(rec).WithField("state", rec.state).Debug(err)
+			return
 		}
-		p.apply(rec, c, t, ev)
-		// Per-transition lines are debug: at thousands of pods they would
-		// cost more than the transitions (the counters and events stay).
-		if from != t.To {
-			log.WithField("state", t.To).WithField("from", from).Debug("transition")
-		}
-		transitions.WithLabelValues(string(from), string(t.To)).Inc()
+		before := rec.facts()
+		from := rec.state
+		rec.state = t.To
 		for _, a := range t.Actions {
-			queue = append(queue, p.act(rec, c, a, log)...)
+			p.podActionLocked(rec, a, todo)
+		}
+		if from == t.To && sameFacts(before, rec.facts()) {
+			return
+		}
+		if from != t.To {
+			p.podLog(rec).WithFields(logrus.Fields{"state": t.To, "from": from, "event": e}).Debug("pod transition")
 		}
 	}
-	p.advance(rec)
+}
+
+func sameFacts(a, b []sm.Facts) bool {
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// podActionLocked turns a pod action into container events.
+func (p *Provider) podActionLocked(rec *podRecord, a sm.PodAction, todo *[]task) {
+	send := func(c *ctr, ev sm.EventType) { p.stepLocked(rec, c, sm.Event{Type: ev}, todo) }
+	switch a {
+	case sm.DoStartInit:
+		for _, c := range rec.ctrs {
+			if c.role == sm.RoleApp || sm.StepDone(sm.Facts{Role: c.role, State: c.state}) {
+				continue
+			}
+			if c.state == sm.Accepted {
+				send(c, sm.Launch)
+			}
+			return // one init step at a time
+		}
+	case sm.DoStartApps:
+		for _, c := range rec.ctrs {
+			if c.role == sm.RoleApp && c.state == sm.Accepted {
+				send(c, sm.Launch)
+			}
+		}
+	case sm.DoAdoptAll:
+		for _, c := range rec.ctrs {
+			if c.ran {
+				send(c, sm.Adopt)
+			}
+		}
+	case sm.DoRejectAll:
+		for _, c := range rec.ctrs {
+			p.stepLocked(rec, c, sm.Event{Type: sm.InvalidSpec, Reason: rec.reason, Message: rec.message}, todo)
+		}
+	case sm.DoStopSidecars:
+		for _, c := range rec.ctrs {
+			if c.role == sm.RoleSidecar {
+				send(c, sm.DeleteRequested)
+			}
+		}
+	case sm.DoDeleteAll:
+		for _, c := range rec.ctrs {
+			send(c, sm.DeleteRequested)
+		}
+	case sm.DoRelease:
+		*todo = append(*todo, task{release: true, log: p.podLog(rec)})
+	}
+}
+
+// stepLocked runs ev through the container table for c, applies what it
+// means for the status, performs the actions that need no I/O (timers, WAIT
+// registration) and queues the agent calls in todo.
+func (p *Provider) stepLocked(rec *podRecord, c *ctr, ev sm.Event, todo *[]task) {
+	from := c.state
+	pol := rec.policy(c)
+	t, err := sm.Step(from, ev, pol)
+	log := p.podLog(rec).WithFields(logrus.Fields{"task": c.runID(rec.uid), "container": c.name, "event": sm.Refine(ev, pol)})
+	if err != nil {
+		// Stale news (a kill answered after the exit) lands here: logged,
+		// state kept.
+		log.WithField("state", from).Debug(err)
+		return
+	}
+	p.apply(rec, c, t, ev)
+	// Per-transition lines are debug: at thousands of pods they would cost
+	// more than the transitions (the counters and events stay).
+	if from != t.To {
+		log.WithField("state", t.To).WithField("from", from).Debug("transition")
+	}
+	transitions.WithLabelValues(string(from), string(t.To)).Inc()
+	for _, a := range t.Actions {
+		switch a {
+		case sm.DoWait:
+			p.waits.watch(rec, c, c.runID(rec.uid))
+		case sm.DoStartGrace:
+			p.after(rec, c, rec.killGrace(c), sm.GraceExpired)
+		case sm.DoScheduleRestart:
+			p.after(rec, c, p.restartDelay(c), sm.RestartDue)
+		case sm.DoRetryLaunch:
+			p.after(rec, c, 2*time.Second, sm.Launch)
+		case sm.DoRemove:
+			p.stopTimer(c)
+			p.waits.cancel(c.runID(rec.uid))
+			fallthrough
+		default:
+			*todo = append(*todo, task{c: c, a: a, id: c.runID(rec.uid), restarts: c.restarts, launch: c.launch, log: log})
+		}
+	}
 }
 
 // apply records what a transition means for the container's visible status.
@@ -62,6 +286,8 @@ func (p *Provider) apply(rec *podRecord, c *ctr, t sm.Transition, ev sm.Event) {
 		}
 	case sm.RestartDue:
 		c.restarts++
+	case sm.ReconciledFound:
+		c.restarts = max(c.restarts, ev.Run)
 	}
 	if ev.Type == sm.AgentGone && t.To == sm.Lost {
 		rec.reason, rec.message = "NodeLost", fmt.Sprintf("agent %s is gone", p.agent.Endpoint())
@@ -115,113 +341,156 @@ func eventMessage(reason string, rec *podRecord, c *ctr, ev sm.Event) string {
 	return fmt.Sprintf("container %s: %s", c.name, reason)
 }
 
-// advance starts what may start now: init containers one at a time in order,
-// then every app container; and it carries a pending deletion through once
-// the containers can be reached.
-func (p *Provider) advance(rec *podRecord) {
-	if rec.deleting {
-		for _, c := range rec.ctrs {
-			switch {
-			case c.state == sm.Accepted && c.adopt:
-				// It may still run on the agent: find out before ending it.
-				p.step(rec, c, sm.Event{Type: sm.Adopt})
-			case c.state == sm.Accepted, c.state == sm.Starting, c.state == sm.Running, c.state == sm.BackOff:
-				p.step(rec, c, sm.Event{Type: sm.DeleteRequested})
-			}
+// act performs one agent call, with no lock held; its result comes back as
+// events for the same container.
+func (p *Provider) act(rec *podRecord, t task) []item {
+	if t.release {
+		p.dropRecord(rec)
+		if p.release != nil {
+			rec.mu.Lock()
+			ref := podRef{rec.pod.Namespace, rec.pod.Name, rec.uid}
+			rec.mu.Unlock()
+			p.release.queue.Add(ref)
 		}
-		return
+		return nil
 	}
-	for _, c := range rec.ctrs {
-		if c.init && c.state == sm.Succeeded {
-			continue
+	ctx := p.ctx
+	c, log := t.c, t.log
+	events := func(evs ...sm.Event) []item {
+		out := make([]item, len(evs))
+		for i, ev := range evs {
+			out[i] = item{c: c, ev: ev}
 		}
-		if c.state == sm.Accepted && c.timer == nil {
-			p.start(rec, c)
-		}
-		if c.init {
-			return
-		}
+		return out
 	}
-}
-
-func (p *Provider) start(rec *podRecord, c *ctr) {
-	if c.adopt {
-		p.step(rec, c, sm.Event{Type: sm.Adopt})
-		return
-	}
-	p.step(rec, c, sm.Event{Type: sm.Launch})
-}
-
-// act performs one action; its result comes back as events.
-func (p *Provider) act(rec *podRecord, c *ctr, a sm.Action, log *logrus.Entry) []sm.Event {
-	ctx := context.Background()
-	id := c.runID(rec.uid)
-	switch a {
+	switch t.a {
 	case sm.DoLaunch:
-		existed, err := p.agent.Launch(ctx, id, &c.launch)
+		spec, err := p.launchSpec(rec, c, t.launch)
+		switch {
+		case errors.Is(err, translate.ErrInvalidSpec):
+			return events(sm.Event{Type: sm.LaunchRejected, Reason: "InvalidContainerInfo", Message: err.Error()})
+		case err != nil:
+			log.WithError(err).Warn("launch: pod cannot be translated yet, will retry")
+			return events(sm.Event{Type: sm.LaunchUnavailable, Message: err.Error()})
+		}
+		existed, err := p.agent.Launch(ctx, t.id, spec)
 		switch {
 		case err == nil && existed:
-			return []sm.Event{{Type: sm.LaunchExists}}
+			return events(sm.Event{Type: sm.LaunchExists})
 		case err == nil:
-			if c.restarts >= 2 {
+			if t.restarts >= 2 {
 				// Keep only the previous run's sandbox, for --previous.
-				p.remove(ctx, runID(rec.uid, c.name, c.restarts-2), log)
+				p.remove(ctx, runID(rec.uid, c.name, t.restarts-2), log)
 			}
-			return []sm.Event{{Type: sm.LaunchAccepted}, {Type: sm.ContainerRunning}}
+			return events(sm.Event{Type: sm.LaunchAccepted}, sm.Event{Type: sm.ContainerRunning})
 		case errors.Is(err, agentclient.ErrUnavailable):
 			log.WithError(err).Warn("launch: agent unavailable, will retry")
-			return []sm.Event{{Type: sm.LaunchUnavailable, Message: err.Error()}}
+			p.health.suspect()
+			return events(sm.Event{Type: sm.LaunchUnavailable, Message: err.Error()})
 		default:
 			log.WithError(err).Warn("launch rejected")
-			return []sm.Event{{Type: sm.LaunchRejected, Reason: "LaunchRejected", Message: err.Error()}}
+			return events(sm.Event{Type: sm.LaunchRejected, Reason: "LaunchRejected", Message: err.Error()})
 		}
-	case sm.DoWait:
-		p.waits.watch(rec, c, id)
 	case sm.DoReconcile:
-		if p.health.isLive(id) {
-			return []sm.Event{{Type: sm.ReconciledFound}}
-		}
-		// Not live: a WAIT tells how it ended, or 404 that it never was.
-		p.waits.watch(rec, c, id)
+		return events(p.reconcile(ctx, rec, c, t)...)
 	case sm.DoKill, sm.DoKillForce:
 		sig := syscall.SIGTERM
-		if a == sm.DoKillForce {
+		if t.a == sm.DoKillForce {
 			sig = syscall.SIGKILL
 		}
-		err := p.agent.Kill(ctx, id, sig)
+		err := p.agent.Kill(ctx, t.id, sig)
 		switch {
 		case errors.Is(err, agentclient.ErrNotFound):
-			return []sm.Event{{Type: sm.ReconciledNotFound}}
+			return events(sm.Event{Type: sm.ReconciledNotFound})
 		case errors.Is(err, agentclient.ErrUnavailable):
-			return []sm.Event{{Type: sm.AgentUnreachable}}
+			p.suspect()
+			return events(sm.Event{Type: sm.AgentUnreachable})
 		case err != nil:
 			log.WithError(err).Warn("kill refused")
 		}
-	case sm.DoStartGrace:
-		grace := c.launch.KillGrace
-		if rec.grace != nil {
-			grace = *rec.grace
-		}
-		p.after(rec, c, grace, sm.GraceExpired)
-	case sm.DoScheduleRestart:
-		p.after(rec, c, p.restartDelay(c), sm.RestartDue)
-	case sm.DoRetryLaunch:
-		p.after(rec, c, 2*time.Second, sm.Launch)
 	case sm.DoRemove:
-		p.stopTimer(c)
-		p.waits.cancel(id)
-		p.remove(ctx, id, log)
-		if c.restarts > 0 {
-			p.remove(ctx, runID(rec.uid, c.name, c.restarts-1), log)
+		p.remove(ctx, t.id, log)
+		if t.restarts > 0 {
+			p.remove(ctx, runID(rec.uid, c.name, t.restarts-1), log)
 		}
 	}
 	return nil
 }
 
+// launchSpec is the container's launch, translating the pod now if it was
+// admitted without one (adopted, or its ConfigMap was missing then).
+func (p *Provider) launchSpec(rec *podRecord, c *ctr, have *translate.Launch) (*translate.Launch, error) {
+	if have != nil {
+		return have, nil
+	}
+	rec.mu.Lock()
+	pod := rec.pod
+	rec.mu.Unlock()
+	launches, annotation, err := translate.PodLaunches(pod, resolver{p.opts.ConfigMaps, p.opts.Secrets})
+	if err != nil {
+		return nil, fmt.Errorf("pod %s: %w", rec.key, err)
+	}
+	var spec *translate.Launch
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.annotation == "" {
+		rec.annotation = annotation
+	}
+	for i := range launches {
+		for _, x := range rec.ctrs {
+			if x.name == launches[i].ContainerName && x.launch == nil {
+				x.launch = &launches[i]
+			}
+		}
+		if launches[i].ContainerName == c.name {
+			spec = &launches[i]
+		}
+	}
+	if spec == nil {
+		return nil, fmt.Errorf("pod %s: container %s: %w", rec.key, c.name, translate.ErrInvalidSpec)
+	}
+	return spec, nil
+}
+
+// reconcile asks what became of an adopted or unreachable container: the
+// agent's container list says whether a run of it is live (the newest one
+// is the container's run from now on); a run that is not live is asked with
+// one WAIT, which answers at once with its exit, or 404. Without a current
+// list (the agent away) nothing is decided: the container is asked again
+// when the agent answers (AgentBack).
+func (p *Provider) reconcile(ctx context.Context, rec *podRecord, c *ctr, t task) []sm.Event {
+	newest, live, known := p.health.newestRun(rec.uid, c.name)
+	if !known {
+		return nil
+	}
+	if live && newest >= t.restarts {
+		return []sm.Event{{Type: sm.ReconciledFound, Run: newest}}
+	}
+	wctx, cancel := context.WithTimeout(ctx, p.opts.Config.Timeouts.AgentCall.or(10*time.Second))
+	defer cancel()
+	exit, err := p.agent.Wait(wctx, t.id)
+	switch {
+	case err == nil:
+		return []sm.Event{{Type: sm.ContainerExited, ExitCode: exit.Code, Signal: exit.Signal, Reason: exit.Reason, Message: exit.Message}}
+	case errors.Is(err, agentclient.ErrNotFound):
+		return []sm.Event{{Type: sm.ReconciledNotFound}}
+	default:
+		p.suspect()
+		return []sm.Event{{Type: sm.AgentUnreachable}}
+	}
+}
+
+// suspect follows a failed call: health looks at the agent now, and the
+// sweep asks again what the failure left disconnected if it still answers.
+func (p *Provider) suspect() {
+	p.health.suspect()
+	p.sweep.again()
+}
+
 func (p *Provider) remove(ctx context.Context, id string, log *logrus.Entry) {
 	err := p.agent.Remove(ctx, id)
 	if err != nil && !errors.Is(err, agentclient.ErrNotFound) {
-		log.WithError(err).WithField("task", id).Warn("remove failed; the sandbox stays on the agent")
+		log.WithError(err).WithField("task", id).Warn("remove failed; the sweep retries")
 	}
 }
 
@@ -238,20 +507,14 @@ func (p *Provider) restartDelay(c *ctr) time.Duration {
 	return d
 }
 
-// after fires ev on c once d has passed. A timer is not a goroutine until it
-// fires, so thousands of pending grace periods cost only memory.
+// after fires ev on c once d has passed (rec.mu held). A timer is not a
+// goroutine until it fires, so thousands of pending grace periods cost only
+// memory; its generation makes a replaced timer's firing stale.
 func (p *Provider) after(rec *podRecord, c *ctr, d time.Duration, ev sm.EventType) {
 	p.stopTimer(c)
-	var t *time.Timer
-	t = time.AfterFunc(d, func() {
-		rec.mu.Lock()
-		if c.timer == t {
-			c.timer = nil
-		}
-		p.step(rec, c, sm.Event{Type: ev})
-		p.finish(rec)
-	})
-	c.timer = t
+	c.timerGen++
+	gen := c.timerGen
+	c.timer = time.AfterFunc(d, func() { p.enqueue(rec, item{c: c, ev: sm.Event{Type: ev}, gen: gen}) })
 }
 
 func (p *Provider) stopTimer(c *ctr) {
@@ -259,4 +522,5 @@ func (p *Provider) stopTimer(c *ctr) {
 		c.timer.Stop()
 		c.timer = nil
 	}
+	c.timerGen++
 }

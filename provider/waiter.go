@@ -47,7 +47,7 @@ func (w *waiter) watch(rec *podRecord, c *ctr, id string) {
 	}
 	select {
 	case w.slots <- struct{}{}:
-		ctx, cancel := context.WithCancel(context.Background())
+		ctx, cancel := context.WithCancel(w.p.ctx)
 		w.active[id] = cancel
 		go w.longPoll(ctx, target{rec, c}, id)
 	default:
@@ -85,7 +85,7 @@ func (w *waiter) longPoll(ctx context.Context, t target, id string) {
 		if ctx.Err() != nil {
 			return
 		}
-		if w.deliver(t, exit, err) {
+		if w.deliver(t, id, exit, err) {
 			return
 		}
 		// The agent dropped the call: have health look now; the next WAIT
@@ -99,19 +99,22 @@ func (w *waiter) longPoll(ctx context.Context, t target, id string) {
 	}
 }
 
-// deliver turns a WAIT answer into an event; false means try again later.
-func (w *waiter) deliver(t target, exit agentclient.Exit, err error) bool {
+// deliver turns a WAIT answer for run id into an event for the pod's
+// worker; false means try again later.
+func (w *waiter) deliver(t target, id string, exit agentclient.Exit, err error) bool {
+	var ev sm.Event
 	switch {
 	case err == nil:
-		w.p.fire(t.rec, t.c, sm.Event{Type: sm.ContainerExited, ExitCode: exit.Code, Signal: exit.Signal, Reason: exit.Reason, Message: exit.Message})
+		ev = sm.Event{Type: sm.ContainerExited, ExitCode: exit.Code, Signal: exit.Signal, Reason: exit.Reason, Message: exit.Message}
 	case errors.Is(err, agentclient.ErrNotFound):
-		w.p.fire(t.rec, t.c, sm.Event{Type: sm.ReconciledNotFound})
+		ev = sm.Event{Type: sm.ReconciledNotFound}
 	case errors.Is(err, agentclient.ErrUnavailable):
 		return false
 	default:
-		w.p.log.WithError(err).WithField("task", t.c.name).Warn("wait refused by the agent")
-		w.p.fire(t.rec, t.c, sm.Event{Type: sm.ReconciledNotFound})
+		w.p.log.WithError(err).WithField("task", id).Warn("wait refused by the agent")
+		ev = sm.Event{Type: sm.ReconciledNotFound}
 	}
+	w.p.enqueue(t.rec, item{c: t.c, ev: ev, run: id})
 	return true
 }
 
@@ -135,10 +138,17 @@ func (w *waiter) release(id string) {
 }
 
 // sweep follows the overflow with one GET_CONTAINERS per interval until it
-// is empty.
+// is empty or the provider stops.
 func (w *waiter) sweep() {
 	for {
-		time.Sleep(2 * time.Second)
+		select {
+		case <-w.p.ctx.Done():
+			w.mu.Lock()
+			w.sweeping = false
+			w.mu.Unlock()
+			return
+		case <-time.After(2 * time.Second):
+		}
 		w.mu.Lock()
 		if len(w.overflow) == 0 {
 			w.sweeping = false
@@ -146,7 +156,7 @@ func (w *waiter) sweep() {
 			return
 		}
 		w.mu.Unlock()
-		live, err := w.p.health.refreshLive(context.Background())
+		live, err := w.p.health.refreshLive(w.p.ctx)
 		if err != nil {
 			continue
 		}
@@ -162,10 +172,10 @@ func (w *waiter) sweep() {
 		}
 		w.mu.Unlock()
 		for _, id := range ended {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			ctx, cancel := context.WithTimeout(w.p.ctx, 10*time.Second)
 			exit, err := w.p.agent.Wait(ctx, id)
 			cancel()
-			if !w.deliver(targets[id], exit, err) {
+			if !w.deliver(targets[id], id, exit, err) {
 				w.mu.Lock()
 				w.overflow[id] = targets[id]
 				w.mu.Unlock()

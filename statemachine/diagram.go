@@ -91,3 +91,22 @@ func StateTable(w io.Writer) error {
 	_, err := io.WriteString(w, b.String())
 	return err
 }
+
+// PodTableMarkdown writes the pod table as Markdown, one row per transition
+// (explicit no-ops left out, as in the diagram).
+func PodTableMarkdown(w io.Writer) error {
+	var b strings.Builder
+	b.WriteString("| pod state | event | next | asks its containers |\n|---|---|---|---|\n")
+	for _, t := range podTable {
+		if t.From == t.To && len(t.Actions) == 0 {
+			continue
+		}
+		acts := make([]string, len(t.Actions))
+		for i, a := range t.Actions {
+			acts[i] = string(a)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", t.From, t.On, t.To, strings.Join(acts, ", "))
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}

@@ -63,3 +63,27 @@ func TestDocsStateTable(t *testing.T) {
 	}
 	t.Errorf("%s: the state table differs from the code's (VKT_UPDATE_DOCS=1 rewrites it); it should read:\n%s", docPath, tbl.String())
 }
+
+func TestDocsPodTable(t *testing.T) {
+	var tbl bytes.Buffer
+	if err := PodTableMarkdown(&tbl); err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile(docPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(doc), tbl.String()) {
+		return
+	}
+	start := strings.Index(string(doc), "| pod state | event")
+	end := strings.Index(string(doc[max(start, 0):]), "\n\n")
+	if os.Getenv("VKT_UPDATE_DOCS") != "" && start >= 0 && end >= 0 {
+		updated := string(doc[:start]) + tbl.String() + string(doc[start+end+1:])
+		if err := os.WriteFile(docPath, []byte(updated), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	t.Errorf("%s: the pod table differs from the code's (VKT_UPDATE_DOCS=1 rewrites it); it should read:\n%s", docPath, tbl.String())
+}

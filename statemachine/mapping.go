@@ -27,29 +27,36 @@ type Info struct {
 	Titus            string // Titus v3 TaskState
 	TitusReason      string // Titus reasonCode, with Titus state Finished
 	Terminal         bool
+	// MayRun: a process of this container may exist on the agent. Every such
+	// state has a path to Removed through KILL on deletion (TestDeleteKills).
+	MayRun bool
 }
 
 var infos = map[State]Info{
-	Accepted:     {Phase: corev1.PodPending, View: ViewWaiting, WaitingReason: "ContainerCreating", Mesos: "TASK_STAGING", Titus: "Accepted"},
-	Launching:    {Phase: corev1.PodPending, View: ViewWaiting, WaitingReason: "ContainerCreating", Mesos: "TASK_STAGING", Titus: "Launched"},
-	Starting:     {Phase: corev1.PodPending, View: ViewWaiting, WaitingReason: "ContainerCreating", Mesos: "TASK_STARTING", Titus: "StartInitiated"},
-	Running:      {Phase: corev1.PodRunning, View: ViewRunning, Mesos: "TASK_RUNNING", Titus: "Started"},
+	Accepted:     {Phase: corev1.PodPending, View: ViewWaiting, WaitingReason: "ContainerCreating", Mesos: "TASK_STAGING", Titus: "Accepted", MayRun: true},
+	Launching:    {Phase: corev1.PodPending, View: ViewWaiting, WaitingReason: "ContainerCreating", Mesos: "TASK_STAGING", Titus: "Launched", MayRun: true},
+	LaunchRetry:  {Phase: corev1.PodPending, View: ViewWaiting, WaitingReason: "ContainerCreating", Mesos: "TASK_STAGING", Titus: "Launched", MayRun: true},
+	Starting:     {Phase: corev1.PodPending, View: ViewWaiting, WaitingReason: "ContainerCreating", Mesos: "TASK_STARTING", Titus: "StartInitiated", MayRun: true},
+	Running:      {Phase: corev1.PodRunning, View: ViewRunning, Mesos: "TASK_RUNNING", Titus: "Started", MayRun: true},
 	BackOff:      {Phase: corev1.PodRunning, View: ViewWaiting, WaitingReason: "CrashLoopBackOff", Mesos: "TASK_STAGING", Titus: "Launched"},
-	Killing:      {Phase: corev1.PodRunning, View: ViewRunning, Mesos: "TASK_KILLING", Titus: "KillInitiated"},
-	Restarting:   {Phase: corev1.PodRunning, View: ViewRunning, Mesos: "TASK_KILLING", Titus: "KillInitiated"},
-	Disconnected: {View: ViewLast, Mesos: "TASK_UNREACHABLE", Titus: "Disconnected"},
-	Reconciling:  {View: ViewLast, Mesos: "TASK_UNREACHABLE", Titus: "Disconnected"},
+	Killing:      {Phase: corev1.PodRunning, View: ViewRunning, Mesos: "TASK_KILLING", Titus: "KillInitiated", MayRun: true},
+	Restarting:   {Phase: corev1.PodRunning, View: ViewRunning, Mesos: "TASK_KILLING", Titus: "KillInitiated", MayRun: true},
+	Disconnected: {View: ViewLast, Mesos: "TASK_UNREACHABLE", Titus: "Disconnected", MayRun: true},
+	Reconciling:  {View: ViewLast, Mesos: "TASK_UNREACHABLE", Titus: "Disconnected", MayRun: true},
 	Succeeded:    {Phase: corev1.PodSucceeded, View: ViewTerminated, TerminatedReason: "Completed", Mesos: "TASK_FINISHED", Titus: "Finished", TitusReason: "normal", Terminal: true},
 	Failed:       {Phase: corev1.PodFailed, View: ViewTerminated, TerminatedReason: "Error", Mesos: "TASK_FAILED", Titus: "Finished", TitusReason: "failed", Terminal: true},
 	Rejected:     {Phase: corev1.PodFailed, View: ViewTerminated, TerminatedReason: "StartError", Mesos: "TASK_ERROR", Titus: "Finished", TitusReason: "invalidRequest", Terminal: true},
 	Killed:       {Phase: corev1.PodFailed, View: ViewTerminated, Mesos: "TASK_KILLED", Titus: "Finished", TitusReason: "killed", Terminal: true},
-	Lost:         {Phase: corev1.PodFailed, View: ViewTerminated, TerminatedReason: "ContainerStatusUnknown", Mesos: "TASK_LOST", Titus: "Finished", TitusReason: "lost", Terminal: true},
+	Lost:         {Phase: corev1.PodFailed, View: ViewTerminated, TerminatedReason: "ContainerStatusUnknown", Mesos: "TASK_LOST", Titus: "Finished", TitusReason: "lost", Terminal: true, MayRun: true},
+	// Removed shows what the container ended as (ViewLast); its Titus state
+	// is the one it was shown in (no Titus entry of its own).
+	Removed: {View: ViewLast, Mesos: "TASK_GONE", Terminal: true},
 }
 
 // States lists every state in lifecycle order.
 func States() []State {
-	return []State{Accepted, Launching, Starting, Running, BackOff, Killing, Restarting, Disconnected, Reconciling,
-		Succeeded, Failed, Rejected, Killed, Lost}
+	return []State{Accepted, Launching, LaunchRetry, Starting, Running, BackOff, Killing, Restarting, Disconnected, Reconciling,
+		Succeeded, Failed, Rejected, Killed, Lost, Removed}
 }
 
 // InfoOf returns what s shows to Kubernetes, Mesos and Titus.

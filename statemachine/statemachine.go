@@ -10,10 +10,11 @@ import (
 type State string
 
 // The states. Terminal ones (Succeeded, Failed, Rejected, Killed, Lost) only accept the
-// cleanup a deletion asks for.
+// cleanup a deletion asks for, which ends in Removed.
 const (
 	Accepted     State = "accepted"     // known to the bridge, not launched yet
 	Launching    State = "launching"    // LAUNCH_CONTAINER in flight
+	LaunchRetry  State = "launch-retry" // a launch failed in transit: it may or may not run
 	Starting     State = "starting"     // the agent accepted the launch
 	Running      State = "running"      // the process runs; a WAIT is (or will be) pending
 	BackOff      State = "backoff"      // exited, restart scheduled by the restart policy
@@ -25,7 +26,8 @@ const (
 	Failed       State = "failed"       // exited non-zero or by a signal
 	Rejected     State = "rejected"     // could not be translated or launched
 	Killed       State = "killed"       // ended because the pod was deleted
-	Lost         State = "lost"         // the agent or the container is gone
+	Lost         State = "lost"         // unknown: the agent or the container could not be found
+	Removed      State = "removed"      // ended and its sandbox removed: nothing of it is left
 )
 
 // EventType is what happened to a container.
@@ -94,6 +96,7 @@ type Transition struct {
 type Event struct {
 	Type     EventType
 	ExitCode int32  // ContainerExited: exit code (128+signal when killed by a signal)
+	Run      int32  // ReconciledFound: the newest run the agent holds (restart count)
 	Signal   int32  // ContainerExited: the terminating signal, 0 if it exited
 	Reason   string // free-form cause, shown on the pod (e.g. the agent's refusal)
 	Message  string

@@ -50,7 +50,7 @@ func TestForbiddenPairs(t *testing.T) {
 		{Running, Launch},
 		{Running, LaunchAccepted},
 		{BackOff, ExitedError},
-		{Launching, DeleteRequested},
+		{Removed, Launch},
 		{Rejected, Adopt},
 		{Disconnected, ReconciledFound},
 	} {
@@ -97,7 +97,8 @@ func TestStatesComplete(t *testing.T) {
 	}
 	for _, s := range States() {
 		i := InfoOf(s)
-		if i.View == "" || i.Mesos == "" || i.Titus == "" {
+		// Removed alone has no Titus state of its own: it shows what it ended as.
+		if i.View == "" || i.Mesos == "" || (i.Titus == "" && s != Removed) {
 			t.Errorf("%s: incomplete mapping %+v", s, i)
 		}
 		if i.View != ViewLast && i.Phase == "" {
@@ -107,17 +108,17 @@ func TestStatesComplete(t *testing.T) {
 			t.Errorf("%s unreachable from %s", s, Accepted)
 		}
 		if i.Terminal {
-			if tr, err := Step(s, Event{Type: DeleteRequested}, corev1.RestartPolicyNever); err != nil || tr.To != s {
+			if tr, err := Step(s, Event{Type: DeleteRequested}, corev1.RestartPolicyNever); err != nil || tr.To != Removed {
 				t.Errorf("%s: delete in a terminal state: %v", s, err)
 			}
-			if (i.Titus != "Finished") || i.TitusReason == "" {
+			if s != Removed && (i.Titus != "Finished" || i.TitusReason == "") {
 				t.Errorf("%s: terminal but Titus %s/%s", s, i.Titus, i.TitusReason)
 			}
 		}
 	}
-	// Nothing ever leaves a terminal state.
+	// Nothing leaves a terminal state but for its removal.
 	for _, r := range Table() {
-		if InfoOf(r.From).Terminal && r.To != r.From {
+		if InfoOf(r.From).Terminal && r.To != r.From && r.To != Removed {
 			t.Errorf("row leaves terminal state: %+v", r)
 		}
 	}
@@ -171,6 +172,9 @@ func TestTitusMappingsAgree(t *testing.T) {
 	// A bridge state and the Mesos state it reports must read the same in Titus.
 	for _, s := range States() {
 		info := InfoOf(s)
+		if s == Removed {
+			continue // no Titus state of its own
+		}
 		viaMesos, ok := TitusOfMesos(info.Mesos)
 		if !ok {
 			t.Fatalf("%s: Mesos state %s has no Titus mapping", s, info.Mesos)

@@ -30,10 +30,10 @@ func ignored(s State, events ...EventType) []Transition {
 }
 
 // terminal rows: a finished container only needs its sandbox removed when the
-// pod goes; agent news and stale timers no longer matter.
+// pod goes; agent news, stale timers and stale answers no longer matter.
 func terminal(s State) []Transition {
-	return append([]Transition{row(s, DeleteRequested, s, nil, DoRemove)},
-		ignored(s, AgentUnreachable, AgentBack, AgentGone, GraceExpired)...)
+	return append([]Transition{row(s, DeleteRequested, Removed, nil, DoRemove)},
+		ignored(s, AgentUnreachable, AgentBack, AgentGone, GraceExpired, ReconciledNotFound, ReconciledFound)...)
 }
 
 func concat(groups ...[]Transition) []Transition {
@@ -44,6 +44,15 @@ func concat(groups ...[]Transition) []Transition {
 	return out
 }
 
+// killRow is how a deletion reaches a container whose process may exist but
+// is not followed yet (never launched as far as this process knows, a launch
+// whose answer was lost, one being reconciled): SIGTERM, follow it with a
+// WAIT, run the grace period. A container that never existed answers 404,
+// which ends it as Killed; one that does is killed, never orphaned.
+func killRow(from State) Transition {
+	return row(from, DeleteRequested, Killing, normal("Killing"), DoKill, DoWait, DoStartGrace)
+}
+
 // table is the state machine. Read it top to bottom as the life of a
 // container; `vk-titus statemachine` prints it as a diagram.
 var table = concat(
@@ -51,19 +60,31 @@ var table = concat(
 		row(Accepted, Launch, Launching, nil, DoLaunch),
 		row(Accepted, Adopt, Reconciling, nil, DoReconcile),
 		row(Accepted, InvalidSpec, Rejected, warning("Failed")),
-		row(Accepted, DeleteRequested, Killed, nil),
+		// The agent may hold it: a bridge that crashed between LAUNCH and
+		// its first status write, or a pod deleted while the bridge was down.
+		killRow(Accepted),
 		row(Accepted, AgentGone, Lost, warning("NodeLost")),
 	},
-	// A launch that found the agent unreachable is retried by its own timer.
-	ignored(Accepted, AgentUnreachable, AgentBack),
+	ignored(Accepted, AgentUnreachable, AgentBack, GraceExpired, RestartDue),
 	[]Transition{
-
 		row(Launching, LaunchAccepted, Starting, normal("Created"), DoWait),
 		row(Launching, LaunchExists, Running, normal("Started"), DoWait),
 		row(Launching, LaunchRejected, Rejected, warning("Failed")),
-		row(Launching, LaunchUnavailable, Accepted, warning("FailedLaunch"), DoRetryLaunch),
+		// The call failed in transit: the agent may have started it.
+		row(Launching, LaunchUnavailable, LaunchRetry, warning("FailedLaunch"), DoRetryLaunch),
+		killRow(Launching),
 		row(Launching, AgentGone, Lost, warning("NodeLost")),
-
+	},
+	ignored(Launching, AgentUnreachable, AgentBack),
+	[]Transition{
+		// LAUNCH is idempotent on the container id: a retry of a launch that
+		// did happen answers "already launched" and is followed from there.
+		row(LaunchRetry, Launch, Launching, nil, DoLaunch),
+		killRow(LaunchRetry),
+		row(LaunchRetry, AgentGone, Lost, warning("NodeLost")),
+	},
+	ignored(LaunchRetry, AgentUnreachable, AgentBack, GraceExpired),
+	[]Transition{
 		row(Starting, ContainerRunning, Running, normal("Started")),
 		row(Starting, DeleteRequested, Killing, normal("Killing"), DoKill, DoStartGrace),
 		row(Starting, AgentUnreachable, Disconnected, nil),
@@ -71,6 +92,7 @@ var table = concat(
 		row(Starting, ReconciledNotFound, Lost, warning("ContainerLost")),
 	},
 	exits(Starting),
+	ignored(Starting, AgentBack),
 	[]Transition{
 		// The kubelet kills a container whose liveness probe fails; what
 		// follows its exit is the restart policy's call, as for any exit.
@@ -82,7 +104,7 @@ var table = concat(
 		row(Running, ReconciledNotFound, Lost, warning("ContainerLost")),
 	},
 	exits(Running),
-	ignored(Running, ContainerRunning, AgentBack),
+	ignored(Running, ContainerRunning, AgentBack, GraceExpired, ReconciledFound),
 	exits(Restarting),
 	[]Transition{
 		row(Restarting, GraceExpired, Restarting, nil, DoKillForce),
@@ -95,38 +117,54 @@ var table = concat(
 	ignored(Restarting, ContainerRunning, AgentBack, LivenessFailed),
 	[]Transition{
 		row(BackOff, RestartDue, Launching, nil, DoLaunch),
-		row(BackOff, DeleteRequested, Killed, nil, DoRemove),
+		// The run has ended: nothing to kill; the deletion removes it next.
+		row(BackOff, DeleteRequested, Killed, nil),
 		row(BackOff, AgentGone, Lost, warning("NodeLost")),
 	},
-	ignored(BackOff, AgentUnreachable, AgentBack),
+	ignored(BackOff, AgentUnreachable, AgentBack, GraceExpired),
 	[]Transition{
-		row(Killing, ExitedOK, Killed, nil, DoRemove),
-		row(Killing, ExitedError, Killed, nil, DoRemove),
-		row(Killing, ExitedRestart, Killed, nil, DoRemove),
+		row(Killing, ExitedOK, Killed, nil),
+		row(Killing, ExitedError, Killed, nil),
+		row(Killing, ExitedRestart, Killed, nil),
 		row(Killing, GraceExpired, Killing, nil, DoKillForce),
 		row(Killing, AgentUnreachable, Disconnected, nil),
 		row(Killing, AgentGone, Lost, warning("NodeLost")),
-		row(Killing, ReconciledNotFound, Killed, nil, DoRemove),
+		row(Killing, ReconciledNotFound, Killed, nil),
 	},
-	ignored(Killing, DeleteRequested, ContainerRunning, AgentBack),
+	ignored(Killing, DeleteRequested, ContainerRunning, AgentBack, LivenessFailed, RestartDue),
 	[]Transition{
 		row(Disconnected, AgentBack, Reconciling, nil, DoReconcile),
 		row(Disconnected, AgentGone, Lost, warning("NodeLost")),
+		row(Disconnected, ReconciledNotFound, Lost, warning("ContainerLost")),
 	},
+	// An exit that arrives while the agent is thought away is still the
+	// container's exit (a WAIT answered just before a health check failed).
+	exits(Disconnected),
 	// A deletion while the agent is unreachable waits for it, as a pod on an
-	// unreachable node stays Terminating; the caller re-issues it once found.
-	ignored(Disconnected, AgentUnreachable, DeleteRequested, GraceExpired, RestartDue),
+	// unreachable node stays Terminating: the pod table re-issues it on
+	// every change, so it acts once the container is reconciled.
+	ignored(Disconnected, AgentUnreachable, DeleteRequested, GraceExpired, RestartDue, LivenessFailed),
 	[]Transition{
 		row(Reconciling, ReconciledFound, Running, nil, DoWait),
 		row(Reconciling, ReconciledNotFound, Lost, warning("ContainerLost")),
 		row(Reconciling, AgentUnreachable, Disconnected, nil),
 		row(Reconciling, AgentGone, Lost, warning("NodeLost")),
+		// The agent answers again (or its container list came in): ask again.
+		row(Reconciling, AgentBack, Reconciling, nil, DoReconcile),
+		killRow(Reconciling),
 	},
 	exits(Reconciling),
-	ignored(Reconciling, DeleteRequested, AgentBack, GraceExpired),
+	ignored(Reconciling, GraceExpired),
 	terminal(Succeeded),
 	terminal(Failed),
 	terminal(Rejected),
 	terminal(Killed),
-	terminal(Lost),
+	// Lost means unknown, not ended: the process may still run where the
+	// agent could not be asked. A deletion sends SIGKILL before removing;
+	// whatever survives that (an agent still away) is found by the
+	// reconciliation sweep, which kills and removes containers without a pod.
+	[]Transition{row(Lost, DeleteRequested, Removed, nil, DoKillForce, DoRemove)},
+	ignored(Lost, AgentUnreachable, AgentBack, AgentGone, GraceExpired, ReconciledNotFound, ReconciledFound),
+	ignored(Removed, DeleteRequested, AgentUnreachable, AgentBack, AgentGone, GraceExpired,
+		ReconciledNotFound, ReconciledFound, ExitedOK, ExitedError, ExitedRestart, RestartDue),
 )

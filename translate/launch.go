@@ -66,7 +66,7 @@ func PodLaunches(pod *corev1.Pod, r Resolver) (launches []Launch, annotation str
 		return nil, "", err
 	}
 
-	grace := killGrace(pod)
+	grace := KillGrace(pod)
 	rs := &resolver{pod: pod, r: r}
 	launches = make([]Launch, 0, len(pod.Spec.InitContainers)+len(pod.Spec.Containers))
 	add := func(c *corev1.Container, init bool, ci *mesos.ContainerInfo) error {
@@ -266,7 +266,8 @@ func runAsUser(pod *corev1.Pod, c *corev1.Container) *int64 {
 	return nil
 }
 
-func killGrace(pod *corev1.Pod) time.Duration {
+// KillGrace is the pod's termination grace period, with Kubernetes' default.
+func KillGrace(pod *corev1.Pod) time.Duration {
 	s := pod.Spec.TerminationGracePeriodSeconds
 	if s == nil {
 		return defaultKillGrace

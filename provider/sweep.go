@@ -1,0 +1,187 @@
+package provider
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+
+	sm "github.com/vk-titus/vk-titus/statemachine"
+	"github.com/vk-titus/vk-titus/translate"
+)
+
+// sweeper is the reconciliation that repeats: one GET_CONTAINERS per pass
+// (every Timeouts.Reconcile, and whenever the agent comes back into view)
+// compared with the records and the node's pods. It finds
+//   - containers without a pod: a pod deleted while the bridge was down, a
+//     lost pod whose container the agent still runs, a run older than its
+//     container's current one; they are killed (SIGKILL: their pod's grace
+//     is over or it has none) and removed;
+//   - pods without a container: a followed run the agent no longer lists is
+//     asked with a WAIT, which answers at once;
+//   - stuck states: containers waiting to be reconciled, or marked
+//     disconnected by a failed call while the agent answers, are asked again.
+//
+// A pass reads the records under their locks one at a time and calls the
+// agent with none held.
+type sweeper struct {
+	p    *Provider
+	kick chan struct{}
+}
+
+const defaultReconcileInterval = time.Minute
+
+var orphansKilled = prometheus.NewCounter(prometheus.CounterOpts{
+	Namespace: "vktitus", Name: "orphans_killed_total",
+	Help: "Containers found on an agent without a pod that owns them, killed and removed by the sweep.",
+})
+
+func init() { Registry.MustRegister(orphansKilled) }
+
+func newSweeper(p *Provider) *sweeper { return &sweeper{p: p, kick: make(chan struct{}, 1)} }
+
+// again asks for a pass now (the agent came back into view).
+func (s *sweeper) again() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Reconcile sweeps now and then repeatedly until ctx ends. Call it once the
+// node's pod informer has synced (the node is ready): a pod not yet seen
+// would be taken for gone, and its container for an orphan.
+func (p *Provider) Reconcile(ctx context.Context) {
+	interval := p.opts.Config.Timeouts.Reconcile.or(defaultReconcileInterval)
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-p.sweep.kick:
+			if !t.Stop() {
+				select {
+				case <-t.C:
+				default:
+				}
+			}
+		}
+		if err := p.sweep.pass(ctx); err != nil {
+			p.log.WithError(err).Warn("reconciliation sweep: the agent did not list its containers")
+		}
+		t.Reset(interval)
+	}
+}
+
+func (s *sweeper) pass(ctx context.Context) error {
+	p := s.p
+	live, err := p.health.refreshLive(ctx)
+	if err != nil {
+		return err
+	}
+	// Runs the records own: the current run of every container that has
+	// not ended. Followed runs the agent no longer lists are asked again.
+	owned := map[string]bool{}
+	for _, rec := range p.records() {
+		var again []item
+		rec.mu.Lock()
+		for _, c := range rec.ctrs {
+			id := c.runID(rec.uid)
+			if !sm.InfoOf(c.state).Terminal {
+				owned[id] = true
+			}
+			switch c.state {
+			case sm.Starting, sm.Running, sm.Restarting, sm.Killing:
+				if !live[id] {
+					p.waits.watch(rec, c, id)
+				}
+			case sm.Reconciling, sm.Disconnected:
+				// The agent just listed its containers: it answers.
+				again = append(again, item{c: c, ev: sm.Event{Type: sm.AgentBack}})
+			}
+		}
+		rec.mu.Unlock()
+		if len(again) > 0 {
+			p.enqueue(rec, again...)
+		}
+	}
+	pending := map[types.UID]bool{}
+	if p.opts.Pods != nil {
+		pods, err := p.opts.Pods.List(labels.Everything())
+		if err != nil {
+			return err
+		}
+		for _, pod := range pods {
+			// A pod the pod controller has yet to hand over (or to delete)
+			// keeps its containers until it does.
+			if pod.Spec.NodeName == p.opts.NodeName && pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed {
+				pending[pod.UID] = true
+			}
+		}
+	}
+	for id := range live {
+		if owned[id] {
+			continue
+		}
+		uid, rest, ok := translate.ParseContainerID(id)
+		if !ok {
+			continue // not the bridge's (the legacy platform's own tasks)
+		}
+		rec := p.recordOf(uid)
+		if rec == nil && pending[uid] {
+			continue
+		}
+		if rec != nil && s.ahead(rec, rest) {
+			continue
+		}
+		s.kill(ctx, id)
+	}
+	return nil
+}
+
+// ahead: the id is a run newer than its container's current one (a crash
+// right after a restart's launch): the container's next launch of that run
+// finds it already there and follows it, so it is not an orphan.
+func (s *sweeper) ahead(rec *podRecord, rest string) bool {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, c := range rec.ctrs {
+		n, ok := strings.CutPrefix(rest, c.name+"-r")
+		if !ok {
+			continue
+		}
+		if run, err := strconv.ParseInt(n, 10, 32); err == nil && int32(run) > c.restarts && !sm.InfoOf(c.state).Terminal {
+			return true
+		}
+	}
+	return false
+}
+
+// kill ends a container no pod owns: SIGKILL, one WAIT for its end (REMOVE
+// needs it ended), REMOVE.
+func (s *sweeper) kill(ctx context.Context, id string) {
+	p := s.p
+	log := p.log.WithField("task", id)
+	log.Warn("container without a pod on the agent: killing and removing it")
+	orphansKilled.Inc()
+	if err := p.agent.Kill(ctx, id, syscall.SIGKILL); err != nil {
+		log.WithError(err).Warn("orphan kill failed; the next sweep retries")
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, p.opts.Config.Timeouts.AgentCall.or(10*time.Second))
+	_, err := p.agent.Wait(wctx, id)
+	cancel()
+	if err != nil {
+		log.WithError(err).Warn("orphan did not end in time; the next sweep removes it")
+		return
+	}
+	p.remove(ctx, id, log)
+}
