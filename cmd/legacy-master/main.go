@@ -4,7 +4,10 @@
 // GET_VERSION, GET_MASTER, GET_AGENTS, GET_TASKS), the Titus v3 job API
 // (/api/v3/jobs, /api/v3/tasks; job records in ZooKeeper under
 // --jobs-zk-path), the private agent registration endpoint and the legacy
-// launch path (POST /internal/tasks).
+// launch path (POST /internal/tasks). Finished jobs are kept for
+// --job-retention-age and at most --job-retention-count of them, finished
+// tasks at most --task-retention-per-job per job; the leader prunes the
+// rest from memory and ZooKeeper every --prune-interval.
 package main
 
 import (
@@ -30,6 +33,10 @@ func main() {
 	flag.DurationVar(&cfg.AgentTimeout, "agent-timeout", master.DefaultAgentTimeout, "how long an agent may go without re-registering before it is removed")
 	flag.DurationVar(&cfg.ZKSessionTimeout, "zk-session-timeout", 0, "ZooKeeper session timeout (default 10s)")
 	flag.DurationVar(&cfg.KillGrace, "kill-grace", master.DefaultKillGrace, "time between SIGTERM and SIGKILL when killing a legacy task")
+	flag.IntVar(&cfg.JobRetentionCount, "job-retention-count", master.DefaultJobRetentionCount, "how many finished jobs the job API keeps (the most recently finished); older ones and their tasks are pruned from memory and ZooKeeper")
+	flag.DurationVar(&cfg.JobRetentionAge, "job-retention-age", master.DefaultJobRetentionAge, "how long a finished job is kept after it finished")
+	flag.IntVar(&cfg.TaskRetentionPerJob, "task-retention-per-job", master.DefaultTaskRetentionPerJob, "how many finished tasks each job keeps (the newest; a batch index's latest task is always kept)")
+	flag.DurationVar(&cfg.PruneInterval, "prune-interval", master.DefaultPruneInterval, "how often the leader prunes finished jobs and tasks")
 	logLevel := flag.String("log-level", "info", "log level: trace, debug, info, warn, error")
 	flag.Parse()
 

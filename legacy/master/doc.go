@@ -70,4 +70,35 @@
 // WAIT_CONTAINER how a recorded task that it no longer runs ended, and
 // counts a task lost when its agent does not come back within the agent
 // timeout. Without --zk jobs live in memory only.
+//
+// Nothing lost, nothing twice. Invariants of the job layer, each kept by
+// the one job loop and the API calls, never by a goroutine per task:
+//
+//   - A kill is stored before it acts or is acknowledged. KillTask,
+//     KillJob and UpdateCapacity (scale-down) record each task's kill
+//     (reason, time, grace) in its task record before answering (503 if
+//     they could not), and the loop signals only tasks whose kill is
+//     stored (killStored). A new leader loads the kills with the records:
+//     it sends SIGTERM again to a task it adopted, SIGKILL once the
+//     recorded grace has passed since, until the agent reports the
+//     container ended; the task then ends Finished with the stored reason
+//     (killed, scaledDown, runtimeLimitExceeded). A killed task is never
+//     live for its job, so it is replaced at most once (a service kill
+//     without shrink) and never chosen again by a scale-down.
+//   - A container is removed only after its end is stored. The exit status
+//     the agent keeps until REMOVE_CONTAINER is how a new leader learns
+//     how a task ended while no master followed it; once the Finished
+//     record is stored the master REMOVEs the container (gc.go), retrying
+//     a bounded number of times when it fails or the agent is away.
+//   - Finished work is bounded. The leader prunes finished jobs beyond
+//     --job-retention-count or older than --job-retention-age, and a job's
+//     finished tasks beyond --task-retention-per-job, from memory and
+//     ZooKeeper, a bounded number of records per pass; a pruned id answers
+//     404. Batch tasks record their attempt, so pruned tries still count
+//     against the retry policy.
+//
+// Lock order: storeMu before mu. mu guards all in-memory state; storeMu
+// serializes store writes, each taking its records under mu (flushJobs),
+// and is held across a whole prune pass, so no write of a pruned record
+// can land after its delete. No agent or ZooKeeper call is made under mu.
 package master

@@ -67,6 +67,7 @@ type job struct {
 	// the retry policy's delay for the next replacement.
 	failStreak int
 	stored     bool // its znode exists
+	pruned     bool // gone from the job table (gc.go)
 }
 
 type jobTask struct {
@@ -78,16 +79,56 @@ type jobTask struct {
 	agentID, agentHost, endpoint string
 	history                      []legacyapi.TaskStatus
 	exitCode                     *int32
-	// kill is why the job layer kills it (nil: it does not); killSent when
-	// it last sent the kill.
-	kill      *reason
+	// attempt (batch) is which try of its index this task is, from 1: the
+	// retry count survives the pruning of earlier tries (gc.go).
+	attempt int
+	// kill is why the job layer kills it (nil: it does not), decided at
+	// killAt with the grace killGrace between SIGTERM and SIGKILL. All
+	// three are stored with the task record (killStored once they are):
+	// no signal is sent before, so a new leader knows every kill an
+	// earlier one sent or acknowledged, and finishes it.
+	kill       *reason
+	killAt     time.Time
+	killGrace  time.Duration
+	killStored bool
+	// termSent and killSent: when this leadership last sent SIGTERM and
+	// SIGKILL (zero: not yet). Not stored: a new leader sends SIGTERM
+	// again and SIGKILL a grace after that.
+	termSent  time.Time
 	killSent  time.Time
 	notBefore time.Time // a retry waits out its delay
 	started   time.Time // first Started, for the runtime limit
 	stored    bool
+	// endStored: the stored record says Finished, so the agent's exit
+	// status is no longer needed and the container may be removed.
+	// removed: REMOVE_CONTAINER succeeded (stored too). pruned: gone from
+	// the job table; nothing may mark it dirty again.
+	endStored bool
+	removed   bool
+	pruned    bool
 }
 
 type reason struct{ code, msg string }
+
+// markDirtyLocked queues jt's record for the next flush, unless jt was
+// pruned: a pruned record written again would outlive its job's znode.
+func (tbl *jobTable) markDirtyLocked(jt *jobTask) {
+	if !jt.pruned && !jt.job.pruned {
+		tbl.dirtyTasks[jt] = struct{}{}
+	}
+}
+
+// setKillLocked records that the job layer kills jt, and why. The signals
+// wait until the record is stored (killStored, see killSignalsLocked).
+// A task already being killed keeps its first reason.
+func (m *Master) setKillLocked(jt *jobTask, code, msg string, now time.Time) {
+	if jt.kill != nil || jt.ended() {
+		return
+	}
+	jt.kill = &reason{code, msg}
+	jt.killAt, jt.killGrace, jt.killStored = now, m.cfg.KillGrace, false
+	m.jobs.markDirtyLocked(jt)
+}
 
 func millis(t time.Time) legacyapi.U64 { return legacyapi.U64(t.UnixMilli()) }
 
@@ -196,7 +237,7 @@ func (m *Master) recordLocked(jt *jobTask, s mesos.TaskState, msg string, exit *
 		m.kickJobs()
 	}
 	if ts.State == legacyapi.TaskLaunched || ts.State == legacyapi.TaskFinished {
-		m.jobs.dirtyTasks[jt] = struct{}{}
+		m.jobs.markDirtyLocked(jt)
 	}
 	jt.history = append(jt.history, st)
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"github.com/sirupsen/logrus"
 
 	"github.com/vk-titus/vk-titus/legacyapi"
@@ -20,6 +19,10 @@ import (
 // caller saw succeed survives a failover; CreateJob answers 503 when the
 // job could not be stored, the others when the change is made but not
 // stored yet (the job loop stores it; repeating the call is harmless).
+// Kills are stored the same way: KillTask, KillJob and a scale-down by
+// UpdateCapacity record each task kill in the task's record before they
+// answer, and no kill signal goes out before its record is stored, so a
+// new leader finishes every kill an earlier one acknowledged or began.
 func (m *Master) JobAPI() legacyapi.Backend { return jobAPI{m} }
 
 type jobAPI struct{ m *Master }
@@ -131,6 +134,7 @@ func (a jobAPI) UpdateCapacity(ctx context.Context, id string, c legacyapi.Capac
 			return err
 		}
 		tbl.setService(j, func(s *legacyapi.ServiceJobSpec) { *s.Capacity = c })
+		a.m.scaleDownLocked(j, time.Now()) // stored with the capacity
 		a.m.log.WithFields(logrus.Fields{"job": id, "min": c.Min, "desired": c.Desired, "max": c.Max}).Info("job capacity changed")
 		return nil
 	})
@@ -156,14 +160,20 @@ func (a jobAPI) SetEnabled(ctx context.Context, id string, enabled bool) error {
 func (a jobAPI) KillJob(ctx context.Context, id string) error {
 	return a.m.changeJob(id, func(tbl *jobTable, j *job) error {
 		if j.state() == legacyapi.JobAccepted {
-			tbl.setJobState(j, legacyapi.JobKillInitiated, reasonKilled, "killed by request", time.Now())
+			now := time.Now()
+			tbl.setJobState(j, legacyapi.JobKillInitiated, reasonKilled, "killed by request", now)
+			a.m.killJobTasksLocked(j, now) // stored with the job
 		}
 		return nil
 	})
 }
 
 // KillTask implements legacyapi.Backend. Killing an ended task is a no-op.
-// A task still being launched is killed by the job loop once it runs.
+// The kill (and a shrink's capacity) is stored before the call answers,
+// 503 if it could not be; SIGTERM follows at once when the task runs
+// (else the job loop sends it once the launch is through), and the job
+// loop escalates to SIGKILL after the grace. Repeating the call stores
+// what is not stored yet and changes nothing else.
 func (a jobAPI) KillTask(ctx context.Context, id string, shrink bool) error {
 	m := a.m
 	m.mu.Lock()
@@ -177,43 +187,40 @@ func (a jobAPI) KillTask(ctx context.Context, id string, shrink bool) error {
 		m.mu.Unlock()
 		return legacyapi.NotFound("task", id)
 	}
-	if jt.ended() || jt.kill != nil {
+	if jt.ended() && jt.kill == nil {
 		m.mu.Unlock()
 		return nil
 	}
 	j := jt.job
-	msg := "killed by request"
-	if shrink {
-		if err := serviceOnly(j, "shrink"); err != nil {
-			m.mu.Unlock()
-			return err
+	if jt.kill == nil {
+		msg := "killed by request"
+		if shrink {
+			if err := serviceOnly(j, "shrink"); err != nil {
+				m.mu.Unlock()
+				return err
+			}
+			c := *j.desc.Service.Capacity
+			if c.Desired == 0 || c.Desired-1 < c.Min {
+				m.mu.Unlock()
+				return fmt.Errorf("job %s: shrinking to %d tasks would go below its minimum of %d: %w", j.id, int(c.Desired)-1, c.Min, legacyapi.ErrConflict)
+			}
+			tbl.setService(j, func(s *legacyapi.ServiceJobSpec) { s.Capacity.Desired-- })
+			msg = fmt.Sprintf("killed by request, shrinking the job to %d tasks", c.Desired-1)
 		}
-		c := *j.desc.Service.Capacity
-		if c.Desired == 0 || c.Desired-1 < c.Min {
-			m.mu.Unlock()
-			return fmt.Errorf("job %s: shrinking to %d tasks would go below its minimum of %d: %w", j.id, int(c.Desired)-1, c.Min, legacyapi.ErrConflict)
-		}
-		tbl.setService(j, func(s *legacyapi.ServiceJobSpec) { s.Capacity.Desired-- })
-		msg = fmt.Sprintf("killed by request, shrinking the job to %d tasks", c.Desired-1)
-	}
-	jt.kill = &reason{reasonKilled, msg}
-	t := m.tasks[jt.id]
-	send := t != nil && t.State != mesos.TASK_STAGING
-	if send {
-		jt.killSent = time.Now()
+		m.setKillLocked(jt, reasonKilled, msg, time.Now())
+		m.log.WithFields(logrus.Fields{"job": j.id, "task": id, "agent": jt.agentID, "shrink": shrink}).Debug("task kill requested")
 	}
 	m.mu.Unlock()
-	m.log.WithFields(logrus.Fields{"job": j.id, "task": id, "shrink": shrink}).Debug("task kill requested")
 	m.kickJobs()
-	if shrink {
-		if err := m.flushJobs(); err != nil {
-			return fmt.Errorf("job %s: %w: shrunk but not stored yet (the master keeps trying): %v", j.id, legacyapi.ErrUnavailable, err)
-		}
+	if err := m.flushJobs(); err != nil {
+		return fmt.Errorf("task %s: %w: kill accepted but not stored yet (the master keeps trying): %v", id, legacyapi.ErrUnavailable, err)
 	}
-	if send {
-		if err := m.KillTask(ctx, jt.id); err != nil {
-			return fmt.Errorf("task %s: %w: %v", id, legacyapi.ErrUnavailable, err)
-		}
+	// Stored: SIGTERM now, unless the job loop sent it already.
+	m.mu.Lock()
+	signals := m.killSignalsLocked([]*jobTask{jt}, time.Now())
+	m.mu.Unlock()
+	for _, s := range signals {
+		m.sendSignal(ctx, s) // a failure is the job loop's to retry
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"syscall"
 	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
@@ -41,9 +42,19 @@ type followAction struct {
 
 // jobActions is the I/O a pass decided on.
 type jobActions struct {
-	kills   []TaskID
+	killing []*jobTask // tasks the job kills: signalled once stored
 	follows []followAction
 }
+
+// signalAction is one KILL_CONTAINER the job layer sends.
+type signalAction struct {
+	jt  *jobTask
+	sig syscall.Signal
+}
+
+// killResend is how long the job loop waits before sending SIGKILL again
+// to a task that has not ended (the agent may have missed it).
+const killResend = 10 * time.Second
 
 // kickJobs asks for a pass soon; kicks coalesce, so it never blocks.
 func (m *Master) kickJobs() {
@@ -56,6 +67,7 @@ func (m *Master) kickJobs() {
 func (m *Master) runJobs(ctx context.Context) {
 	tick := time.NewTicker(jobsTick)
 	defer tick.Stop()
+	var lastPrune time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -65,6 +77,10 @@ func (m *Master) runJobs(ctx context.Context) {
 		}
 		if m.loadJobs() {
 			m.jobsPass()
+			if time.Since(lastPrune) >= m.cfg.PruneInterval {
+				m.pruneJobs(time.Now())
+				lastPrune = time.Now()
+			}
 		}
 	}
 }
@@ -98,6 +114,11 @@ func (m *Master) loadJobs() bool {
 		j := sj.job()
 		tbl.add(j)
 		tasks += len(j.tasks)
+		for _, jt := range j.tasks {
+			if jt.endStored {
+				m.queueRemovalLocked(jt) // an earlier leader's, not removed yet
+			}
+		}
 	}
 	// Tasks adopted before the records were in: re-attach them by id.
 	for id, t := range m.tasks {
@@ -129,7 +150,7 @@ func (m *Master) jobsPass() {
 	m.mu.Unlock()
 
 	if err := m.flushJobs(); err != nil {
-		m.log.WithError(err).Warn("cannot store job records; launches wait for the next pass")
+		m.log.WithError(err).Warn("cannot store job records; launches and kills wait for the next pass")
 	} else {
 		m.mu.Lock()
 		var launches []launchAction
@@ -141,13 +162,62 @@ func (m *Master) jobsPass() {
 			_ = m.launch(termCtx, termCtx, l.id, l.spec, l.agentID, l.cl) // launch logs and records failures
 		})
 	}
-	parallel(jobsParallel, acts.kills, func(id TaskID) {
-		if err := m.KillTask(termCtx, id); err != nil {
-			m.log.WithError(err).WithField("task", id).Warn("kill failed; the job loop sends it again later")
-		}
-	})
+	// Kills go out once stored (killStored): by this flush or an earlier one.
+	m.mu.Lock()
+	signals := m.killSignalsLocked(acts.killing, time.Now())
+	m.mu.Unlock()
+	parallel(jobsParallel, signals, func(s signalAction) { m.sendSignal(termCtx, s) })
 	for _, f := range acts.follows {
 		m.spawn(func() { m.follow(termCtx, f.id, f.cl) })
+	}
+	m.sendRemovals(termCtx)
+}
+
+// killSignalsLocked decides the signals for tasks the job kills: SIGTERM
+// once this leadership runs the task and the kill is stored, SIGKILL once
+// the kill's grace has passed since that SIGTERM (again every killResend
+// until the task ends). A task whose launch is in flight waits: a kill now
+// would find no container and the launch would start it after.
+func (m *Master) killSignalsLocked(jts []*jobTask, now time.Time) []signalAction {
+	var out []signalAction
+	for _, jt := range jts {
+		t := m.tasks[jt.id]
+		if jt.kill == nil || !jt.killStored || jt.ended() || jt.pruned || t == nil || t.jt != jt ||
+			t.State == mesos.TASK_STAGING || isTerminal(t.State) {
+			continue
+		}
+		switch {
+		case jt.termSent.IsZero():
+			jt.termSent = now
+			out = append(out, signalAction{jt, syscall.SIGTERM})
+		case now.Sub(jt.termSent) >= jt.killGrace && now.Sub(jt.killSent) >= killResend:
+			jt.killSent = now
+			out = append(out, signalAction{jt, syscall.SIGKILL})
+		}
+	}
+	return out
+}
+
+// sendSignal sends one signal killSignalsLocked decided on. One that
+// fails is decided again by the next pass.
+func (m *Master) sendSignal(ctx context.Context, s signalAction) {
+	jt := s.jt
+	log := m.log.WithFields(logrus.Fields{"job": jt.job.id, "task": jt.id, "agent": jt.agentID, "reason": jt.kill.code, "signal": s.sig.String()})
+	if err := m.signal(ctx, jt.id, s.sig); err != nil {
+		m.mu.Lock()
+		if s.sig == syscall.SIGTERM {
+			jt.termSent = time.Time{}
+		} else {
+			jt.killSent = time.Time{}
+		}
+		m.mu.Unlock()
+		log.WithError(err).Warn("kill signal failed; the job loop sends it again")
+		return
+	}
+	if s.sig == syscall.SIGKILL {
+		log.Info("job task did not end within its kill grace; SIGKILL sent")
+	} else {
+		log.Info("job kills task")
 	}
 }
 
@@ -156,11 +226,7 @@ func (m *Master) jobsPass() {
 func (m *Master) reconcileLocked(j *job, now time.Time, acts *jobActions) {
 	switch {
 	case j.state() == legacyapi.JobKillInitiated:
-		for _, jt := range j.tasks {
-			if !jt.ended() && jt.kill == nil {
-				jt.kill = &reason{reasonKilled, "the job was killed"}
-			}
-		}
+		m.killJobTasksLocked(j, now) // KillJob did; again for a record stored before it did
 	case j.batch():
 		m.reconcileBatchLocked(j, now)
 	default:
@@ -190,19 +256,22 @@ func (m *Master) reconcileBatchLocked(j *job, now time.Time) {
 	for _, jt := range j.tasks {
 		if jt.index >= 0 && jt.index < len(latest) {
 			latest[jt.index] = jt
-			tries[jt.index]++
+			// By position, or by the attempt the task records: earlier
+			// tries may have been pruned.
+			tries[jt.index] = max(tries[jt.index]+1, jt.attempt)
 		}
 	}
 	done, failed := 0, 0
 	for i, jt := range latest {
 		switch {
 		case jt == nil:
-			m.newTaskLocked(j, i, "", now, now)
+			m.newTaskLocked(j, i, "", now, now).attempt = 1
 		case !jt.ended():
 		case jt.status().ReasonCode == reasonNormal:
 			done++
 		case retryable(jt.status().ReasonCode, b) && tries[i] <= b.RetryPolicy.Retries():
 			retry := m.newTaskLocked(j, i, jt.id, now.Add(retryDelay(b.RetryPolicy, tries[i])), now)
+			retry.attempt = tries[i] + 1
 			m.log.WithFields(logrus.Fields{"job": j.id, "task": retry.id, "resubmit_of": jt.id, "index": i}).
 				Info("batch task retried")
 		default:
@@ -236,8 +305,29 @@ func (m *Master) reconcileServiceLocked(j *job, now time.Time) {
 	for n := len(live); n < desired; n++ {
 		m.newTaskLocked(j, -1, "", notBefore, now)
 	}
+	m.scaleDownLocked(j, now)
+}
+
+// scaleDownLocked kills the newest of a service job's tasks beyond
+// capacity.desired (UpdateCapacity calls it too, so that a scale-down's
+// kills are stored before it answers).
+func (m *Master) scaleDownLocked(j *job, now time.Time) {
+	desired := int(j.desc.Service.Capacity.Desired)
+	var live []*jobTask
+	for _, jt := range j.tasks {
+		if !jt.ended() && jt.kill == nil {
+			live = append(live, jt)
+		}
+	}
 	for i := len(live) - 1; i >= desired; i-- {
-		live[i].kill = &reason{reasonScaledDown, fmt.Sprintf("scaled down to %d tasks", desired)}
+		m.setKillLocked(live[i], reasonScaledDown, fmt.Sprintf("scaled down to %d tasks", desired), now)
+	}
+}
+
+// killJobTasksLocked kills every task of a killed job.
+func (m *Master) killJobTasksLocked(j *job, now time.Time) {
+	for _, jt := range j.tasks {
+		m.setKillLocked(jt, reasonKilled, "the job was killed", now)
 	}
 }
 
@@ -252,20 +342,15 @@ func (m *Master) reconcileTaskLocked(jt *jobTask, now time.Time, acts *jobAction
 	}
 	if b := jt.job.desc.Batch; b != nil && b.RuntimeLimitSec > 0 && jt.kill == nil && !jt.started.IsZero() {
 		if limit := time.Duration(b.RuntimeLimitSec) * time.Second; now.Sub(jt.started) > limit {
-			jt.kill = &reason{reasonRuntimeLimit, fmt.Sprintf("ran longer than the runtime limit of %v", limit)}
+			m.setKillLocked(jt, reasonRuntimeLimit, fmt.Sprintf("ran longer than the runtime limit of %v", limit), now)
 		}
 	}
 	switch {
 	case jt.kill == nil:
 	case t == nil:
 		m.recordLocked(jt, mesos.TASK_KILLED, "never placed", nil, now)
-	case t.State == mesos.TASK_STAGING:
-		// The launch is in flight: a kill now would find no container, and
-		// the launch would start it after. The next pass sends it.
-	case jt.killSent.IsZero() || now.Sub(jt.killSent) > m.cfg.KillGrace+10*time.Second:
-		jt.killSent = now
-		acts.kills = append(acts.kills, jt.id)
-		m.log.WithFields(logrus.Fields{"job": jt.job.id, "task": jt.id, "reason": jt.kill.code}).Info("job kills task")
+	default:
+		acts.killing = append(acts.killing, jt) // signalled after the flush
 	}
 }
 
@@ -274,8 +359,9 @@ func (m *Master) reconcileTaskLocked(jt *jobTask, now time.Time, acts *jobAction
 // adopted from its agent's report. If the agent re-registered without it,
 // it ended while no master followed it (or never started): WAIT_CONTAINER
 // tells how, as the agent keeps an exit status until REMOVE_CONTAINER,
-// which this master never sends. If the agent is not back within the
-// agent timeout of the election, the task is lost.
+// which a master only sends once the task's end is stored (gc.go). If the
+// agent is not back within the agent timeout of the election, the task is
+// lost.
 func (m *Master) recoverLocked(jt *jobTask, now time.Time, acts *jobActions) {
 	a := m.agents[jt.agentID]
 	switch {

@@ -21,13 +21,20 @@ import (
 //
 //	<root>/<job id>            jobRecord: the descriptor (current capacity
 //	                           and enabled flag included), the job's statuses
-//	<root>/<job id>/<task id>  taskRecord: index, resubmitOf, placement, the
-//	                           statuses so far, the exit code
+//	<root>/<job id>/<task id>  taskRecord: index, attempt, resubmitOf,
+//	                           placement, the statuses so far, the exit
+//	                           code, the kill (reason, time, grace) when the
+//	                           job layer kills it, containerRemoved once the
+//	                           agent freed the container
 //
-// A job's retry counts are its task records per index. A job record is
-// written on every change of the job; a task record when the task is
-// created, placed (before it is launched) and ended, not on the states in
-// between, which a new leader learns from the agents.
+// A batch index's retry count is the attempt of its latest task record
+// (older records counted by position: tries may be pruned, gc.go). A job
+// record is written on every change of the job; a task record when the
+// task is created, placed (before it is launched), ordered killed (before
+// any signal is sent or the kill is acknowledged), ended and removed, not
+// on the states in between, which a new leader learns from the agents.
+// Pruning (gc.go) deletes a task's znode, or a job's with all its
+// children, in the same fenced multi-ops.
 //
 // Every write is a multi-op that first checks this master's election
 // znode: a master whose winning session is gone writes nothing.
@@ -56,6 +63,19 @@ type taskRecord struct {
 	NotBefore     legacyapi.U64          `json:"notBefore,omitempty"` // ms
 	ExitCode      *int32                 `json:"exitCode,omitempty"`
 	StatusHistory []legacyapi.TaskStatus `json:"statusHistory"`
+	// Attempt (batch): 1 for an index's first task, n for its n-th.
+	Attempt int `json:"attempt,omitempty"`
+	// Kill: the job layer kills this task; a new leader finishes the kill.
+	Kill *killRecord `json:"kill,omitempty"`
+	// ContainerRemoved: REMOVE_CONTAINER succeeded (or found nothing).
+	ContainerRemoved bool `json:"containerRemoved,omitempty"`
+}
+
+type killRecord struct {
+	ReasonCode    string        `json:"reasonCode"`
+	ReasonMessage string        `json:"reasonMessage"`
+	At            legacyapi.U64 `json:"at"`      // ms
+	GraceMs       legacyapi.U64 `json:"graceMs"` // SIGTERM to SIGKILL
 }
 
 func (j *job) record() jobRecord {
@@ -66,6 +86,10 @@ func (jt *jobTask) record() taskRecord {
 	r := taskRecord{
 		ID: jt.id, Index: jt.index, ResubmitOf: jt.resubmitOf, AgentID: jt.agentID, AgentHost: jt.agentHost,
 		Endpoint: jt.endpoint, ExitCode: jt.exitCode, StatusHistory: jt.history,
+		Attempt: jt.attempt, ContainerRemoved: jt.removed,
+	}
+	if jt.kill != nil {
+		r.Kill = &killRecord{ReasonCode: jt.kill.code, ReasonMessage: jt.kill.msg, At: millis(jt.killAt), GraceMs: legacyapi.U64(jt.killGrace.Milliseconds())}
 	}
 	if !jt.notBefore.IsZero() {
 		r.NotBefore = millis(jt.notBefore)
@@ -88,6 +112,12 @@ func (sj storedJob) job() *job {
 		jt := &jobTask{
 			id: r.ID, job: j, index: r.Index, resubmitOf: r.ResubmitOf, agentID: r.AgentID, agentHost: r.AgentHost,
 			endpoint: r.Endpoint, exitCode: r.ExitCode, history: r.StatusHistory, stored: true,
+			attempt: r.Attempt, removed: r.ContainerRemoved,
+		}
+		jt.endStored = jt.ended()
+		if k := r.Kill; k != nil {
+			jt.kill = &reason{k.ReasonCode, k.ReasonMessage}
+			jt.killAt, jt.killGrace, jt.killStored = time.UnixMilli(int64(k.At)), time.Duration(k.GraceMs)*time.Millisecond, true
 		}
 		if r.NotBefore > 0 {
 			jt.notBefore = time.UnixMilli(int64(r.NotBefore))
@@ -107,11 +137,12 @@ func (s *jobStore) jobPath(id string) string { return s.root + "/" + id }
 func (s *jobStore) taskPath(jt *jobTask) string { return s.jobPath(jt.job.id) + "/" + string(jt.id) }
 
 // znodeWrite is one record to write: created if it was never stored, else
-// set.
+// set; or, with del, a znode to delete (one found missing is dropped).
 type znodeWrite struct {
 	path   string
 	data   []byte
 	create bool
+	del    bool
 }
 
 // Multi-op batches stay well below ZooKeeper's 1 MiB request limit.
@@ -145,12 +176,17 @@ func (s *jobStore) write(ws []znodeWrite) error {
 
 // multi writes one batch behind the fence. A create that finds its znode
 // (a write whose answer was lost) becomes a set, a set that finds none a
-// create, and the batch is tried again.
+// create, a delete that finds none is dropped, and the batch is tried
+// again.
 func (s *jobStore) multi(conn *zk.Conn, node string, ws []znodeWrite) error {
 	for attempt := 0; ; attempt++ {
 		ops := make([]any, 0, len(ws)+1)
 		ops = append(ops, &zk.CheckVersionRequest{Path: node, Version: -1})
 		for _, w := range ws {
+			if w.del {
+				ops = append(ops, &zk.DeleteRequest{Path: w.path, Version: -1})
+				continue
+			}
 			if w.create {
 				ops = append(ops, &zk.CreateRequest{Path: w.path, Data: w.data, Acl: zk.WorldACL(zk.PermAll)})
 			} else {
@@ -167,12 +203,22 @@ func (s *jobStore) multi(conn *zk.Conn, node string, ws []znodeWrite) error {
 		flipped := false
 		for i := 1; i < len(res) && i <= len(ws); i++ {
 			w := &ws[i-1]
-			if (w.create && res[i].Error == zk.ErrNodeExists) || (!w.create && res[i].Error == zk.ErrNoNode) {
+			switch {
+			case w.del && res[i].Error == zk.ErrNoNode:
+				w.path = "" // already gone: dropped below
+				flipped = true
+			case w.del:
+			case (w.create && res[i].Error == zk.ErrNodeExists) || (!w.create && res[i].Error == zk.ErrNoNode):
 				w.create = !w.create
 				flipped = true
 			}
 		}
-		if !flipped || attempt == 2 {
+		ws = slices.DeleteFunc(ws, func(w znodeWrite) bool { return w.del && w.path == "" })
+		if len(ws) == 0 {
+			return nil
+		}
+		// A multi reports its first failing op only: one retry per op at most.
+		if !flipped || attempt > len(ws)+1 {
 			return fmt.Errorf("job store %s: writing %d records from %s: %w", s.root, len(ws), ws[0].path, err)
 		}
 	}
@@ -297,14 +343,20 @@ func (m *Master) flushJobs() error {
 		m.mu.Unlock()
 		return nil
 	}
-	if m.store == nil {
-		clear(tbl.dirtyJobs)
-		clear(tbl.dirtyTasks)
+	jobs, tasks := tbl.dirtyJobs, tbl.dirtyTasks
+	tbl.dirtyJobs, tbl.dirtyTasks = map[*job]struct{}{}, map[*jobTask]struct{}{}
+	// What each task record says as written: only that counts as stored.
+	written := make(map[*jobTask]taskFacts, len(tasks))
+	for jt := range tasks {
+		written[jt] = taskFacts{killed: jt.kill != nil, ended: jt.ended()}
+	}
+	if m.store == nil { // standalone: memory is the record
+		for jt, f := range written {
+			m.storedLocked(jt, f)
+		}
 		m.mu.Unlock()
 		return nil
 	}
-	jobs, tasks := tbl.dirtyJobs, tbl.dirtyTasks
-	tbl.dirtyJobs, tbl.dirtyTasks = map[*job]struct{}{}, map[*jobTask]struct{}{}
 	ws := make([]znodeWrite, 0, len(jobs)+len(tasks))
 	for j := range jobs {
 		ws = append(ws, m.store.jobWrite(j))
@@ -325,14 +377,30 @@ func (m *Master) flushJobs() error {
 			j.stored = true
 		}
 	}
-	for jt := range tasks {
+	for jt, f := range written {
 		if err != nil {
-			tbl.dirtyTasks[jt] = struct{}{}
+			tbl.markDirtyLocked(jt)
 		} else {
 			jt.stored = true
+			m.storedLocked(jt, f)
 		}
 	}
 	return err
+}
+
+// taskFacts is what a task record said when it was taken for writing.
+type taskFacts struct{ killed, ended bool }
+
+// storedLocked notes what a written task record holds: its kill may now
+// be signalled, and once its end is stored its container may be removed.
+func (m *Master) storedLocked(jt *jobTask, f taskFacts) {
+	if f.killed {
+		jt.killStored = true
+	}
+	if f.ended && !jt.endStored {
+		jt.endStored = true
+		m.queueRemovalLocked(jt)
+	}
 }
 
 func (s *jobStore) jobWrite(j *job) znodeWrite {

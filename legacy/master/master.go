@@ -33,6 +33,11 @@ const (
 	DefaultListen       = "127.0.0.1:5050"
 	DefaultAgentTimeout = 75 * time.Second
 	DefaultKillGrace    = 3 * time.Second
+	// Retention of finished jobs and tasks (gc.go).
+	DefaultJobRetentionCount   = 1000
+	DefaultJobRetentionAge     = 24 * time.Hour
+	DefaultTaskRetentionPerJob = 100
+	DefaultPruneInterval       = 10 * time.Second
 )
 
 // Config describes one reference master. Zero values take the documented
@@ -67,6 +72,18 @@ type Config struct {
 	// KillGrace is how long KillTask waits between SIGTERM and SIGKILL.
 	// Default 3 s, Mesos' KillPolicy default.
 	KillGrace time.Duration
+	// JobRetentionCount is how many finished jobs the job API keeps (the
+	// most recently finished); older ones are pruned from memory and
+	// ZooKeeper, and their ids answer 404. Default 1000.
+	JobRetentionCount int
+	// JobRetentionAge is how long a finished job is kept after it
+	// finished. Default 24 h.
+	JobRetentionAge time.Duration
+	// TaskRetentionPerJob is how many finished tasks a job keeps (the
+	// newest; a batch index's latest task is always kept). Default 100.
+	TaskRetentionPerJob int
+	// PruneInterval is how often the leader prunes. Default 10 s.
+	PruneInterval time.Duration
 	// Logger receives the master's logs. Default logrus.StandardLogger().
 	Logger logrus.FieldLogger
 	// AgentClient tunes the clients the master uses to launch, wait for and
@@ -106,6 +123,18 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.KillGrace <= 0 {
 		c.KillGrace = DefaultKillGrace
+	}
+	if c.JobRetentionCount <= 0 {
+		c.JobRetentionCount = DefaultJobRetentionCount
+	}
+	if c.JobRetentionAge <= 0 {
+		c.JobRetentionAge = DefaultJobRetentionAge
+	}
+	if c.TaskRetentionPerJob <= 0 {
+		c.TaskRetentionPerJob = DefaultTaskRetentionPerJob
+	}
+	if c.PruneInterval <= 0 {
+		c.PruneInterval = DefaultPruneInterval
 	}
 	if c.Logger == nil {
 		c.Logger = logrus.StandardLogger()
@@ -159,6 +188,11 @@ type Master struct {
 	// current one, nil while it is being loaded (or when not leading).
 	term uint64
 	jobs *jobTable
+	// removals are the finished tasks' containers to REMOVE (gc.go); nil
+	// when not leading.
+	removals map[TaskID]*removal
+	// prunePending: deletes of pruned records that failed (storeMu).
+	prunePending pendingPrune
 
 	store    *jobStore // nil when standalone: jobs are not persisted
 	storeMu  sync.Mutex
@@ -349,6 +383,7 @@ func (m *Master) setLeading(v bool) {
 		m.tasks = map[TaskID]*task{}
 		m.term++
 		m.jobs = nil
+		m.removals = map[TaskID]*removal{}
 		if m.store == nil {
 			m.jobs = newJobTable() // standalone: nothing to load
 		}
@@ -358,6 +393,7 @@ func (m *Master) setLeading(v bool) {
 		return
 	}
 	m.jobs = nil
+	m.removals = nil
 	m.termCancel() // stops task followers and pending kills
 	m.log.Info("no longer leading")
 }

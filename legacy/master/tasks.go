@@ -143,6 +143,10 @@ func (m *Master) setLocked(t *task, s mesos.TaskState, msg string, exit *int32, 
 	}
 	if t.jt != nil {
 		m.observeLocked(t.jt, t, at)
+	} else if isTerminal(s) {
+		// A launch-path task has no record: its end is known once seen.
+		// (A job task's container waits for its stored end: gc.go.)
+		m.queueRemovalOfLocked(t.ID, t.AgentID, nil)
 	}
 }
 
@@ -426,6 +430,41 @@ func (m *Master) follow(termCtx context.Context, id TaskID, cl *agentclient.Clie
 	}
 }
 
+// signal sends sig to task id's container (KILL_CONTAINER), the task going
+// TASK_KILLING first. An ended task is left alone; a container its agent
+// does not know is TASK_LOST.
+func (m *Master) signal(ctx context.Context, id TaskID, sig syscall.Signal) error {
+	m.mu.Lock()
+	if !m.leading {
+		m.mu.Unlock()
+		return ErrNotLeader
+	}
+	t := m.tasks[id]
+	if t == nil {
+		m.mu.Unlock()
+		return fmt.Errorf("%w: %s", ErrUnknownTask, id)
+	}
+	if isTerminal(t.State) {
+		m.mu.Unlock()
+		return nil
+	}
+	if !t.killing { // a repeated kill signals again, with no new state
+		t.killing = true
+		m.setLocked(t, mesos.TASK_KILLING, "kill requested", nil, time.Now())
+	}
+	cl := m.client(t.Endpoint)
+	m.mu.Unlock()
+
+	if err := cl.Kill(ctx, string(id), sig); err != nil {
+		if errors.Is(err, agentclient.ErrNotFound) {
+			m.update(id, mesos.TASK_LOST, "the agent no longer knows the container", nil)
+			return nil
+		}
+		return fmt.Errorf("sending %v to task %s: %w", sig, id, err)
+	}
+	return nil
+}
+
 // Tasks lists the tasks this master knows (placed or adopted while it
 // leads), oldest first.
 func (m *Master) Tasks() []Task {
@@ -459,6 +498,10 @@ func (m *Master) Task(id TaskID) (Task, bool) {
 // KillGrace if it still runs; the task goes TASK_KILLING, then TASK_KILLED
 // when its follower sees it end. Killing an ended task is a no-op. It
 // returns once SIGTERM is delivered.
+//
+// A job's tasks are not killed through here but by the job loop
+// (killSignalsLocked), which stores the kill first and escalates to
+// SIGKILL itself, across failovers.
 func (m *Master) KillTask(ctx context.Context, id TaskID) error {
 	m.mu.Lock()
 	if !m.leading {
@@ -470,24 +513,12 @@ func (m *Master) KillTask(ctx context.Context, id TaskID) error {
 		m.mu.Unlock()
 		return fmt.Errorf("%w: %s", ErrUnknownTask, id)
 	}
-	if isTerminal(t.State) {
-		m.mu.Unlock()
-		return nil
-	}
-	if !t.killing { // a repeated kill sends SIGTERM again, with no new state
-		t.killing = true
-		m.setLocked(t, mesos.TASK_KILLING, "kill requested", nil, time.Now())
-	}
 	cl := m.client(t.Endpoint)
 	termCtx := m.termCtx
 	m.mu.Unlock()
 
-	if err := cl.Kill(ctx, string(id), syscall.SIGTERM); err != nil {
-		if errors.Is(err, agentclient.ErrNotFound) {
-			m.update(id, mesos.TASK_LOST, "the agent no longer knows the container", nil)
-			return nil
-		}
-		return fmt.Errorf("killing task %s: %w", id, err)
+	if err := m.signal(ctx, id, syscall.SIGTERM); err != nil {
+		return err
 	}
 	m.spawn(func() {
 		select {
