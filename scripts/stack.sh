@@ -8,9 +8,13 @@
 #                                  until usable, write .local/env
 #   scripts/stack.sh down          stop exactly what `up` started (pid files)
 #   scripts/stack.sh stop NAME     SIGTERM one component (10 s, then SIGKILL);
-#                                  for agent-N also its leftover containers
-#   scripts/stack.sh kill NAME     SIGKILL one component at once (a crash;
-#                                  agent-N's containers are swept as for stop)
+#                                  for agent-N also its container supervisor
+#                                  and containers (swept by working directory)
+#   scripts/stack.sh kill NAME     SIGKILL one component and its process group
+#                                  at once (a crash). For agent-N only the API
+#                                  process dies: its supervisor and containers
+#                                  live on (own session), and `start agent-N`
+#                                  recovers them (--recover=reconnect)
 #   scripts/stack.sh start NAME    restart one component with its recorded
 #                                  command line, wait until it is healthy
 #   scripts/stack.sh status        one line per component
@@ -164,14 +168,20 @@ group_members() {
   ps -eo pid=,pgid= | awk -v g="$1" '$2 == g { print $1 }'
 }
 
-# stop_component NAME [SIGNAL]: SIGTERM (or SIGNAL) the recorded pid, wait up
-# to 10 s, then SIGKILL its process group (setsid made the pid the group id);
-# also kills what is left in that group. Removes the pid file.
+# stop_component NAME [SIGNAL [nosweep]]: SIGTERM (or SIGNAL) the recorded
+# pid, wait up to 10 s, then SIGKILL its process group (setsid made the pid
+# the group id); also kills what is left in that group. Removes the pid file.
+# For agent-N it then sweeps the agent's supervisor and containers, unless
+# nosweep (the injected crash of `kill`, after which the agent recovers them).
 stop_component() {
-  local name=$1 sig=${2:-TERM} pid i
+  local name=$1 sig=${2:-TERM} sweep=${3:-sweep} pid i
   pid=$(pidof_component "$name")
   if [ -z "$pid" ]; then
     rm -f "$PIDS/$name.pid"
+    # An agent killed earlier (`kill`) left its supervisor and containers.
+    case $name in
+      agent-*) if [ "$sweep" = sweep ]; then sweep_agent_orphans "$name"; fi ;;
+    esac
     return 0
   fi
   if alive "$pid" && running "$name"; then
@@ -192,15 +202,20 @@ stop_component() {
     kill -KILL -- "-$pid" 2>/dev/null || true
   fi
   rm -f "$PIDS/$name.pid"
-  case $name in agent-*) sweep_agent_orphans "$name" ;; esac
+  case $name in
+    agent-*) if [ "$sweep" = sweep ]; then sweep_agent_orphans "$name"; fi ;;
+  esac
 }
 
-# sweep_agent_orphans [agent-N]: the legacy agent runs each container in a
-# process group of its own, so stopping the agent's group does not reach them,
-# and they are not children we could track from bash. Every container runs with
-# its working directory in the agent's sandbox (.local/agents/agent-N/...), so
-# kill exactly the processes whose cwd is under that directory (all agents'
-# directories when no name is given). Nothing is ever matched by name.
+# sweep_agent_orphans [agent-N]: the legacy agent runs its containers under a
+# supervisor process in a session of its own (so that they survive a crash of
+# the agent, as Mesos agent recovery wants), each container in a process group
+# of its own, so stopping the agent's group does not reach them, and they are
+# not children we could track from bash. The supervisor runs with its working
+# directory in the agent's work dir and every container in its sandbox
+# (.local/agents/agent-N/...), so kill exactly the processes whose cwd is under
+# that directory (all agents' directories when no name is given). Nothing is
+# ever matched by name.
 sweep_agent_orphans() {
   local dir="$L/agents" pid
   local -a victims=()
@@ -566,7 +581,7 @@ record_cmds() {
       --agent-id "agent-$i" \
       --resources "$(agent_resources "$i")" \
       --attributes "zone:zone-$i;instance_type:m5.large" \
-      --hostname 127.0.0.1 "${master_flags[@]}"
+      --hostname 127.0.0.1 --recover reconnect "${master_flags[@]}"
   done
 
   save_cmd vk-titus "$root/bin/vk-titus" run \
@@ -823,7 +838,7 @@ main() {
       ;;
     kill)
       [ $# -eq 1 ] || usage
-      stop_component "$1" KILL
+      stop_component "$1" KILL nosweep
       ;;
     sweep) sweep_agent_orphans "$@" ;;
     -h | --help | help) usage ;;

@@ -1,6 +1,8 @@
 // Command legacy-agent runs the reference Mesos-style agent of package
 // legacy/agent: the Mesos v1 agent operator API at POST /api/v1, with each
-// container's command run as a host process group.
+// container's command run as a host process group. Containers run under a
+// supervisor (this binary re-executed) and survive an agent restart; see
+// --recover.
 package main
 
 import (
@@ -17,6 +19,10 @@ import (
 )
 
 func main() {
+	// When this process is an agent's re-executed container supervisor, this
+	// runs it and never returns.
+	agent.MaybeSupervise()
+
 	var cfg agent.Config
 	flag.StringVar(&cfg.Listen, "listen", agent.DefaultListen, "address to serve the operator API on")
 	flag.StringVar(&cfg.WorkDir, "work-dir", "", "directory for sandboxes (DIR/sandboxes/<container-id>); required")
@@ -28,6 +34,9 @@ func main() {
 	flag.StringVar(&cfg.Master, "master", "", "register with the leading master: zk://host:port[,host:port]/path or http://host:port (default: standalone, no master)")
 	flag.StringVar(&cfg.Endpoint, "advertise-url", "", "base URL the master and the bridge reach this agent at (default http://<hostname>:<port>)")
 	flag.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", agent.DefaultHeartbeatInterval, "longest time between re-registrations with the master (the master may ask for less)")
+	flag.StringVar(&cfg.Recover, "recover", agent.RecoverReconnect, "agent recovery, as Mesos' --recover: \"reconnect\" runs containers under a supervisor process that survives the agent "+
+		"(checkpointed under --work-dir/meta) so a restarted agent re-attaches to them and reports the exits of those that ended meanwhile; "+
+		"\"cleanup\" kills every checkpointed container on start. A graceful stop (SIGTERM) leaves containers running either way")
 	logLevel := flag.String("log-level", "info", "log level: trace, debug, info, warn, error")
 	flag.Parse()
 

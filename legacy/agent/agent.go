@@ -51,6 +51,13 @@ type Agent struct {
 	stop       chan struct{}
 	reaperDone chan struct{}
 	closeOnce  sync.Once
+
+	// Recovery (Config.Recover set; recover_linux.go). sup is fixed after
+	// New; watchConn is guarded by mu. llog is set in both modes.
+	sup       *supClient
+	agentLock *os.File
+	watchConn *watchStream
+	llog      *launchLog
 }
 
 type cstate int
@@ -88,6 +95,10 @@ type container struct {
 	cpusLimit *float64
 	memLimit  *uint64
 
+	// early is an exit the supervisor reported before the launch reply
+	// registered the pid (supervised mode); guarded by Agent.mu.
+	early *ckpt
+
 	// term is written once, before done is closed; readers that received
 	// from done may read it without the lock.
 	term *termination
@@ -102,9 +113,11 @@ type termination struct {
 }
 
 // New validates cfg, prepares the work directory and starts the reaper.
-// Containers of an earlier agent run are not recovered: their sandboxes stay
-// on disk (readable via READ_FILE by absolute path) until a LAUNCH with the
-// same id replaces them.
+// With cfg.Recover empty, containers are children of this process and an
+// earlier agent run's are not recovered: their sandboxes stay on disk
+// (readable via READ_FILE by absolute path) until a LAUNCH with the same id
+// replaces them. With cfg.Recover set, containers run under the work dir's
+// supervisor process and are recovered (or, with "cleanup", killed) here.
 func New(cfg Config) (*Agent, error) {
 	if !supported {
 		return nil, errors.New("agent: the reference agent needs Linux (waitid, /proc)")
@@ -181,7 +194,20 @@ func New(cfg Config) (*Agent, error) {
 		Attributes: attrs,
 		ID:         &id,
 	}
-	go a.reaper()
+	if a.llog, err = openLaunchLog(workDir); err != nil {
+		a.devNull.Close()
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	go a.reaper() // in supervised mode it reaps exec sessions only
+	if cfg.Recover != RecoverNone {
+		if err := a.startSupervised(); err != nil {
+			close(a.stop)
+			a.wake()
+			a.devNull.Close()
+			a.llog.close()
+			return nil, err
+		}
+	}
 	a.log.WithFields(logrus.Fields{
 		"agent_id": cfg.AgentID, "work_dir": workDir, "hostname": cfg.Hostname, "port": port,
 	}).Info("reference agent ready")
@@ -194,15 +220,22 @@ func (a *Agent) Handler() http.Handler { return http.HandlerFunc(a.serveHTTP) }
 // AgentInfo returns what GET_AGENT reports.
 func (a *Agent) AgentInfo() mesos.AgentInfo { return a.info }
 
-// Close kills every container's process group with SIGKILL, waits briefly for
-// the exits to be reaped and stops the reaper. Containers do not survive the
-// agent: a restarted agent starts empty, as a Mesos agent without recovery.
+// Close stops the agent. Without recovery it kills every container's
+// process group with SIGKILL, waits briefly for the exits to be reaped and
+// stops the reaper: a restarted agent starts empty, as a Mesos agent without
+// recovery. With recovery (Config.Recover) the containers keep running
+// under their supervisor, as a Mesos agent leaves them on a graceful stop,
+// for the next agent on this work dir to recover; exec sessions end.
 func (a *Agent) Close() error {
 	a.closeOnce.Do(func() {
 		a.mu.Lock()
 		a.closed = true
+		watch := a.watchConn
 		var waits []chan struct{}
 		for _, c := range a.containers {
+			if a.sup != nil {
+				continue
+			}
 			if c.state == stateRunning {
 				c.shutdownKill = true
 				_ = killGroup(c.pid, syscall.SIGKILL)
@@ -225,6 +258,13 @@ func (a *Agent) Close() error {
 		close(a.stop)
 		a.wake()
 		a.devNull.Close()
+		if watch != nil {
+			watch.Close()
+		}
+		if a.agentLock != nil {
+			a.agentLock.Close() // releases the work dir for the next agent
+		}
+		// llog stays open: a late reap of an in-process child may still log.
 	})
 	return nil
 }
@@ -281,7 +321,11 @@ func Run(ctx context.Context, cfg Config) error {
 	select {
 	case err = <-errc:
 	case <-ctx.Done():
-		a.log.Info("shutting down: killing containers")
+		if cfg.Recover == RecoverNone {
+			a.log.Info("shutting down: killing containers")
+		} else {
+			a.log.Info("shutting down: containers keep running under the supervisor")
+		}
 	}
 	stopReg()
 	<-regDone
@@ -382,6 +426,10 @@ func (a *Agent) reapOurs(pid int, known bool) bool {
 		return false
 	}
 	delete(a.byPid, pid)
+	if a.containers[c.id] == c { // a container, not an exec session
+		raw := int32(ws)
+		a.llog.exit(c.id, pid, &raw)
+	}
 	t := a.terminationFor(c, ws)
 	c.state = stateTerminated
 	c.term = t
@@ -395,15 +443,7 @@ func (a *Agent) reapOurs(pid int, known bool) bool {
 func (a *Agent) terminationFor(c *container, ws syscall.WaitStatus) *termination {
 	raw := int32(ws)
 	t := &termination{status: &raw}
-	var what string
-	switch {
-	case ws.Exited():
-		what = fmt.Sprintf("Command exited with status %d", ws.ExitStatus())
-	case ws.Signaled():
-		what = "Command terminated with signal " + signalName(ws.Signal())
-	default:
-		what = fmt.Sprintf("Command ended with wait status %#x", uint32(ws))
-	}
+	what := describeWait(ws)
 	switch {
 	case c.shutdownKill:
 		t.state = mesos.TASK_KILLED
@@ -423,6 +463,18 @@ func (a *Agent) terminationFor(c *container, ws syscall.WaitStatus) *termination
 		t.message = what
 	}
 	return t
+}
+
+// describeWait words a wait status as Mesos' command executor does.
+func describeWait(ws syscall.WaitStatus) string {
+	switch {
+	case ws.Exited():
+		return fmt.Sprintf("Command exited with status %d", ws.ExitStatus())
+	case ws.Signaled():
+		return "Command terminated with signal " + signalName(ws.Signal())
+	default:
+		return fmt.Sprintf("Command ended with wait status %#x", uint32(ws))
+	}
 }
 
 // signalName mirrors strsignal(3), which Mesos uses in its messages.

@@ -57,6 +57,14 @@ type Config struct {
 	// HeartbeatInterval bounds the time between re-registrations; the
 	// master may ask for a shorter one. Default 15 s.
 	HeartbeatInterval time.Duration
+
+	// Recover selects agent recovery (doc.go): "" keeps containers as
+	// children of this process, killed by Close; RecoverReconnect runs them
+	// under a supervisor process that outlives the agent, and a restarted
+	// agent on the same WorkDir re-attaches to them; RecoverCleanup does the
+	// same but kills every checkpointed container at start. Needs
+	// MaybeSupervise at the start of main.
+	Recover string
 }
 
 // DefaultResources is the resource string used when Config.Resources is empty.
@@ -105,6 +113,11 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Endpoint == "" {
 		c.Endpoint = "http://" + net.JoinHostPort(c.Hostname, strconv.Itoa(int(c.Port)))
+	}
+	switch c.Recover {
+	case RecoverNone, RecoverReconnect, RecoverCleanup:
+	default:
+		return c, fmt.Errorf("agent: --recover=%q: want %q or %q", c.Recover, RecoverReconnect, RecoverCleanup)
 	}
 	if c.HeartbeatInterval <= 0 {
 		c.HeartbeatInterval = DefaultHeartbeatInterval

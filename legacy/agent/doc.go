@@ -35,9 +35,68 @@
 //   - The exit status stays available to WAIT_CONTAINER until
 //     REMOVE_CONTAINER, and the id stays taken until then (a repeated LAUNCH
 //     answers 200 and does not run anything).
-//   - Containers are not preserved across an agent restart: Close (and Run
-//     on shutdown) SIGKILLs every container, and a new agent starts empty.
-//     If the agent dies without Close, its process groups are orphaned.
+//   - Without recovery (Config.Recover empty, the library default) the
+//     containers are children of the agent process: Close (and Run on
+//     shutdown) SIGKILLs every container, and a new agent starts empty.
+//
+// Agent recovery (Config.Recover, --recover; supervisor_linux.go,
+// recover_linux.go, checkpoint.go), after Mesos' --recover:
+//
+//   - The containers' parent is a supervisor: the agent's binary re-executed
+//     (MaybeSupervise, which main must call first), in a session of its own
+//     (setsid: SIGKILL of the agent's process group misses it) with its
+//     working directory the work dir (stack.sh's cwd sweep finds it). It
+//     forks with the same no-pidfd ForkExec, reaps with one waitid loop,
+//     signals containers for KILL_CONTAINER, and checkpoints each container
+//     to <work-dir>/meta/containers/<sha1(id)>.json (pid, /proc start time,
+//     limits, last kill signal, exit status) by write-to-temp and rename.
+//   - The agent (API) process talks to it over <work-dir>/supervisor.sock:
+//     one short connection per launch/kill/forget call and one long-lived
+//     watch stream (a snapshot of every checkpointed container, then one
+//     event per exit). Nothing per container is kept open on either side,
+//     and no goroutine waits per container.
+//   - Start-up: the agent takes <work-dir>/agent.lock (one agent per work
+//     dir), connects to the supervisor or starts one (supervisor.lock: one
+//     supervisor per work dir), and adopts the snapshot: live containers are
+//     running again (GET_CONTAINERS, WAIT blocks, KILL, READ_FILE), ended
+//     ones answer WAIT with their real status until REMOVE. With "cleanup"
+//     every live one is SIGKILLed and WAIT answers TASK_KILLED,
+//     REASON_AGENT_RESTARTED.
+//   - A supervisor that finds checkpoints of live containers it did not
+//     start (its predecessor died; they are not its children and cannot be
+//     reaped or reported faithfully) kills them, but only after checking that
+//     /proc/<pid>/stat's start time still matches the checkpoint, so a
+//     recycled pid is never signalled; they end as killed during agent
+//     recovery. A pid whose process is gone ends with an unknown status.
+//     Nothing is left running unmanaged.
+//   - Close/SIGTERM leaves the containers running (the supervisor outlives
+//     the agent); a supervisor with no live container and no agent connected
+//     exits after 10 s. Exec sessions are the agent process's own children,
+//     started with PR_SET_PDEATHSIG=SIGKILL: they end with the agent and are
+//     not recovered, as in Mesos.
+//   - <work-dir>/launches.log gets one JSON line per container start and
+//     end, in both modes: {"t","event":"launch","id","pid"} and
+//     {"t","event":"exit","id","pid","code","signal"} (code is the exit
+//     status, or 128+signal; an unobserved end has code -1 and
+//     "unknown":true). Single O_APPEND writes, never truncated.
+//
+// Invariants and lock rules of recovery:
+//
+//   - The supervisor signals a container only under its mutex, which its
+//     reaper holds from kill-the-group through wait4 to recording the exit,
+//     so a reaped pid is never signalled; the agent never signals
+//     supervised containers itself.
+//   - A launch checkpoint is written before the supervisor answers with the
+//     pid; an exit checkpoint before the exit event is sent. A watch stream
+//     is registered under the supervisor's mutex together with its snapshot,
+//     so no exit falls between them. Lock order in the supervisor: its mutex,
+//     then a watcher's.
+//   - In the agent, a.mu guards the container table; no supervisor call is
+//     made with a.mu held (KILL and REMOVE drop it around the call). An exit
+//     that overtakes its launch reply is parked on the container (early) and
+//     applied when the pid is registered.
+//   - REMOVE drops the supervisor's checkpoint before freeing the id, so a
+//     new LAUNCH of the id never meets the old entry.
 //
 // Scale: the agent keeps no file descriptor per container (children are
 // started with syscall.ForkExec, which unlike os.StartProcess keeps no pidfd)

@@ -285,6 +285,15 @@ func (a *Agent) wait(w http.ResponseWriter, r *http.Request, codec encoding.Code
 	case <-r.Context().Done():
 		// The client gave up; nobody reads an answer.
 		return
+	case <-a.stop:
+		// A supervised container outlives this agent process: answer
+		// rather than hold the server's shutdown.
+		select {
+		case <-c.done:
+		default:
+			writeErr(w, unavailable("agent is shutting down"))
+			return
+		}
 	}
 	t := c.term
 	wc := &agent.Response_WaitContainer{ExitStatus: t.status, Reason: t.reason}
@@ -308,6 +317,17 @@ func (a *Agent) kill(id mesos.ContainerID, sig syscall.Signal) error {
 		return notFound(id)
 	}
 	log := a.log.WithFields(logrus.Fields{"container": c.id, "signal": int(sig), "call": "KILL_CONTAINER"})
+	if a.sup != nil && c.state == stateRunning {
+		// The supervisor signals under its own lock against its reaper;
+		// no need to hold ours across the call.
+		a.mu.Unlock()
+		err := a.signalSupervised(c.id, sig)
+		a.mu.Lock()
+		if err == nil {
+			log.WithField("pid", c.pid).Info("signalled container process group")
+		}
+		return err
+	}
 	switch c.state {
 	case stateLaunching:
 		if sig != 0 {
@@ -342,6 +362,19 @@ func (a *Agent) remove(id mesos.ContainerID) error {
 		// Mesos fails this with a 500 ("has not terminated yet"); 400 maps
 		// to mesos-go's "malformed request", which is closer to the truth.
 		return badRequest("container %s has not terminated yet (KILL_CONTAINER and WAIT_CONTAINER first)", id.Value)
+	}
+	if a.sup != nil {
+		// Drop the checkpoint first: once the id is free here a new LAUNCH
+		// of it must find the supervisor free of it too.
+		a.mu.Unlock()
+		if err := a.forgetSupervised(c.id); err != nil {
+			return err
+		}
+		a.mu.Lock()
+		if a.containers[c.id] != c {
+			a.mu.Unlock()
+			return notFound(id) // a concurrent REMOVE won
+		}
 	}
 	delete(a.containers, c.id)
 	trash := a.trashSandboxLocked(c)

@@ -495,11 +495,21 @@ func (a *Agent) start(c *container, spec *launchSpec, log logrus.FieldLogger) er
 	var err error
 	if lookErr != nil {
 		err = lookErr
+	} else if a.sup != nil {
+		pid, err = a.launchSupervised(c, prog, spec.argv, env, cwd)
+		var ae *apiError
+		if errors.As(err, &ae) {
+			return err // the supervisor is unreachable: 503, nothing started
+		}
+		if err == nil {
+			a.registerSupervised(c, pid, log)
+		}
 	} else {
 		a.forkMu.RLock()
 		pid, err = spawn(prog, spec.argv, env, cwd, []uintptr{a.devNull.Fd(), files[0].Fd(), files[1].Fd()})
 		if err == nil {
 			a.register(c, pid, log)
+			a.llog.launch(c.id, pid)
 		}
 		a.forkMu.RUnlock()
 	}

@@ -121,16 +121,10 @@ type procStat struct {
 // readProcStat reads /proc/<pid>/stat and statm.
 func readProcStat(pid int) (procStat, bool) {
 	var ps procStat
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
+	f, ok := procStatFields(pid)
+	if !ok {
 		return ps, false
 	}
-	// comm may contain spaces and parentheses; the fields resume after the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return ps, false
-	}
-	f := strings.Fields(string(b[i+1:]))
 	// f[0] is field 3 (state) of proc(5).
 	field := func(n int) uint64 {
 		if n-3 >= len(f) {
@@ -151,6 +145,21 @@ func readProcStat(pid int) (procStat, bool) {
 		}
 	}
 	return ps, true
+}
+
+// procStatFields returns the fields of /proc/<pid>/stat from field 3
+// (state) on.
+func procStatFields(pid int) ([]string, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return nil, false
+	}
+	// comm may contain spaces and parentheses; the fields resume after the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil, false
+	}
+	return strings.Fields(string(b[i+1:])), true
 }
 
 var clockTicks = sync.OnceValue(func() int64 {

@@ -92,9 +92,12 @@ func ioctl(fd, req, arg uintptr) error {
 // session whose controlling terminal is fd 0 (the pty slave); without, it
 // leads its own process group, as a container does.
 func spawnSession(path string, argv, env []string, dir string, files []uintptr, tty bool) (int, error) {
-	sys := &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: a session is tied to the agent process that streams its
+	// I/O; if that process is SIGKILLed the session must not live on
+	// unmanaged (sessions are not recovered, as in Mesos).
+	sys := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if tty {
-		sys = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+		sys = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0, Pdeathsig: syscall.SIGKILL}
 	}
 	return syscall.ForkExec(path, argv, &syscall.ProcAttr{Dir: dir, Env: env, Files: files, Sys: sys})
 }
