@@ -37,37 +37,90 @@ var (
 var states = &stateCollector{desc: prometheus.NewDesc("vktitus_containers",
 	"Pod containers on the node, by state-machine state.", []string{"node", "state"}, nil)}
 
+// stateCollector reports every registered provider's containers by state.
+// Providers come and go with agents: a provider is dropped by unregister
+// when its Start ctx ends, and a node name reported by two providers (a
+// returning agent's new provider while the old one has not stopped yet) is
+// reported once, for the newest: two series with the same labels make the
+// registry fail the whole scrape (HTTP 500).
+//
+// Lock rule: mu guards sources only; it is not held while counting (which
+// takes the providers' and records' locks).
 type stateCollector struct {
-	desc      *prometheus.Desc
-	mu        sync.Mutex
-	providers []*Provider
+	desc    *prometheus.Desc
+	mu      sync.Mutex
+	sources []stateSource // oldest first
+}
+
+// stateSource is one provider as the collector sees it; count is its
+// provider's containerStates (a seam for tests).
+type stateSource struct {
+	key   *Provider
+	node  string
+	count func() map[statemachine.State]int
 }
 
 func (s *stateCollector) add(p *Provider) {
+	s.addSource(stateSource{key: p, node: p.opts.NodeName, count: p.containerStates})
+}
+
+func (s *stateCollector) addSource(src stateSource) {
 	s.mu.Lock()
-	s.providers = append(s.providers, p)
+	s.sources = append(s.sources, src)
 	s.mu.Unlock()
 }
+
+// remove drops every source of p.
+func (s *stateCollector) remove(p *Provider) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kept := s.sources[:0]
+	for _, src := range s.sources {
+		if src.key != p {
+			kept = append(kept, src)
+		}
+	}
+	clear(s.sources[len(kept):]) // let the dropped providers be collected
+	s.sources = kept
+}
+
+// unregister stops reporting p's containers; the provider calls it when its
+// Start ctx ends (without it the collector would hold every provider the
+// process ever had, and report agents long gone).
+func unregister(p *Provider) { states.remove(p) }
 
 func (s *stateCollector) Describe(ch chan<- *prometheus.Desc) { ch <- s.desc }
 
 func (s *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	s.mu.Lock()
-	providers := append([]*Provider(nil), s.providers...)
-	s.mu.Unlock()
-	for _, p := range providers {
-		counts := map[statemachine.State]int{}
-		for _, rec := range p.records() {
-			rec.mu.Lock()
-			for _, c := range rec.ctrs {
-				counts[c.state]++
-			}
-			rec.mu.Unlock()
+	newest := make(map[string]stateSource, len(s.sources))
+	var nodes []string
+	for _, src := range s.sources { // oldest first: a later one replaces it
+		if _, seen := newest[src.node]; !seen {
+			nodes = append(nodes, src.node)
 		}
+		newest[src.node] = src
+	}
+	s.mu.Unlock()
+	for _, node := range nodes {
+		counts := newest[node].count()
 		for _, st := range statemachine.States() {
-			ch <- prometheus.MustNewConstMetric(s.desc, prometheus.GaugeValue, float64(counts[st]), p.opts.NodeName, string(st))
+			ch <- prometheus.MustNewConstMetric(s.desc, prometheus.GaugeValue, float64(counts[st]), node, string(st))
 		}
 	}
+}
+
+// containerStates counts p's pod containers by state.
+func (p *Provider) containerStates() map[statemachine.State]int {
+	counts := map[statemachine.State]int{}
+	for _, rec := range p.records() {
+		rec.mu.Lock()
+		for _, c := range rec.ctrs {
+			counts[c.state]++
+		}
+		rec.mu.Unlock()
+	}
+	return counts
 }
 
 func init() {

@@ -82,9 +82,12 @@ func (p *Provider) ConfigureNode(node *corev1.Node, nodeIP string, kubeletPort i
 		KubeletVersion: KubeletVersion, ContainerRuntimeVersion: "mesos://" + p.agent.Endpoint(),
 		MachineID: h.info.ID, SystemUUID: h.info.ID,
 	}
-	h.node = node
+	// The provider keeps its own copy: the caller registers its node
+	// without taking h.mu.
+	h.node = node.DeepCopy()
 	h.applyInfo()
 	h.applyReady()
+	h.node.DeepCopyInto(node)
 }
 
 // applyInfo sets capacity and attribute labels from the agent (h.mu held).
@@ -184,7 +187,10 @@ func (p *Provider) Start(ctx context.Context) {
 	if p.release != nil {
 		go p.release.run(ctx)
 	}
-	// INTEGRATE: go func() { <-ctx.Done(); unregister(p) }()
+	go func() {
+		<-ctx.Done()
+		unregister(p) // the agent was removed: its series go with it
+	}()
 }
 
 // check asks the agent; it returns nil when it answered.

@@ -94,7 +94,7 @@ func newRunCommand() *cobra.Command {
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	f.IntVar(&o.podSyncWorkers, "pod-sync-workers", 10, "number of pod synchronization workers")
 	f.DurationVar(&o.fullResync, "full-resync-period", time.Minute, "how often to perform a full resync of pods between Kubernetes and the provider")
-	f.DurationVar(&o.startupTimeout, "startup-timeout", 0, "how long to wait for the virtual node to become ready (0: no limit)")
+	f.DurationVar(&o.startupTimeout, "startup-timeout", 0, "warn when a node is not registered this long after it started (registration is retried regardless; 0: never warn)")
 	f.BoolVar(&o.disableTaint, "disable-taint", false, "disable the virtual-kubelet node taint")
 	f.StringVar(&o.taintKey, "taint", "virtual-kubelet.io/provider", "set node taint key")
 	o.taintEffect = envOr("VKUBELET_TAINT_EFFECT", string(corev1.TaintEffectNoSchedule))
@@ -179,7 +179,24 @@ func run(ctx context.Context, o *opts) error {
 	if o.metricsAddr != "" {
 		go serveMetrics(ctx, o.metricsAddr, o.profiling, base)
 	}
-	f := &fleet{o: o, cfg: cfg, client: client, log: base, errs: make(chan error, 1), nodes: map[string]*member{}, ports: map[int]bool{}}
+	var tlsCfg *tls.Config
+	if o.tlsCert != "" && o.tlsKey != "" {
+		// Loaded once: a bad certificate is a startup error, not a node's.
+		if tlsCfg, err = kubeletTLS(o); err != nil {
+			return err
+		}
+	} else {
+		base.Warn("no --tls-cert-file/--tls-private-key-file: the kubelet API (logs) is not served")
+	}
+
+	// One set of Secret/ConfigMap/Service informers for every node of the
+	// process; each node watches only its own pods.
+	shared := vknode.NewShared(client, o.fullResync)
+	shared.Start(ctx.Done())
+	defer shared.Shutdown()
+
+	f := &fleet{o: o, cfg: cfg, client: client, shared: shared, tls: tlsCfg, log: base,
+		nodes: map[string]*member{}, ports: map[int]bool{}}
 	if cfg.Master != "" {
 		if err := f.discover(ctx); err != nil {
 			return err
@@ -192,23 +209,37 @@ func run(ctx context.Context, o *opts) error {
 			}
 		}
 	}
-	select {
-	case <-ctx.Done():
-		return nil
-	case err := <-f.errs:
-		return err
+	// Nothing but the end of ctx (a signal) ends the process now: nodes
+	// retry what fails on the API server.
+	<-ctx.Done()
+	if !f.wait(30 * time.Second) {
+		base.Warn("some nodes had not stopped 30s after shutdown began")
 	}
+	return nil
 }
 
-func newNode(ctx context.Context, o *opts, cfg *provider.Config, client kubernetes.Interface,
-	agent provider.AgentConfig, name string, port int, base *logrus.Entry) (*vknode.Node, *provider.Provider, error) {
+// newNode builds a node and its provider for one agent. Everything it
+// starts ends with ctx (the node instance's); its errors are configuration
+// errors (it does not talk to the API server).
+func newNode(ctx context.Context, o *opts, cfg *provider.Config, client kubernetes.Interface, shared *vknode.Shared,
+	tlsCfg *tls.Config, agent provider.AgentConfig, name string, port int, base *logrus.Entry) (*vknode.Node, *provider.Provider, error) {
 	log := base.WithField("node", name)
-	eb := record.NewBroadcaster()
+	handler := http.Handler(nil)
+	mux := http.NewServeMux()
+	if tlsCfg != nil {
+		var err error
+		if handler, err = authHandler(o, client, name, mux); err != nil {
+			return nil, nil, err
+		}
+	}
+
+	// The broadcaster is the node's (its events name the node as source);
+	// WithContext shuts it down (its watcher and sink goroutines) when ctx
+	// ends, whatever happens below.
+	eb := record.NewBroadcaster(record.WithContext(ctx))
 	eb.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
 	recorder := eb.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: name})
-	go func() { <-ctx.Done(); eb.Shutdown() }()
 
-	mux := http.NewServeMux()
 	var prov *provider.Provider
 	newProvider := func(pc nodeutil.ProviderConfig) (nodeutil.Provider, node.NodeProvider, error) {
 		prov = provider.New(provider.Options{
@@ -219,11 +250,13 @@ func newNode(ctx context.Context, o *opts, cfg *provider.Config, client kubernet
 			Log: log,
 		})
 		prov.Start(ctx)
-		prov.ConfigureNode(pc.Node, o.nodeIP, int32(port), o.os)
+		// Taints first: once ConfigureNode has it, the spec is the
+		// provider's (it changes it under its own lock).
 		if !o.disableTaint {
 			pc.Node.Spec.Taints = append(pc.Node.Spec.Taints, corev1.Taint{
 				Key: o.taintKey, Value: o.providerName, Effect: corev1.TaintEffect(o.taintEffect)})
 		}
+		prov.ConfigureNode(pc.Node, o.nodeIP, int32(port), o.os)
 		mux.Handle("/", api.PodHandler(api.PodHandlerConfig{
 			RunInContainer: prov.RunInContainer, AttachToContainer: prov.AttachToContainer,
 			GetContainerLogs: prov.GetContainerLogs, GetPods: prov.GetPods,
@@ -234,27 +267,16 @@ func newNode(ctx context.Context, o *opts, cfg *provider.Config, client kubernet
 		return prov, prov, nil
 	}
 
-	vcfg := vknode.Config{
-		Client: client, EventRecorder: recorder, Workers: o.podSyncWorkers, ResyncPeriod: o.fullResync,
+	n, err := vknode.New(name, newProvider, vknode.Config{
+		Client: client, EventRecorder: recorder, Shared: shared, Workers: o.podSyncWorkers, ResyncPeriod: o.fullResync,
 		QueueQPS: o.podQueueQPS, QueueBurst: o.podQueueBurst, ListenAddr: fmt.Sprintf(":%d", port),
 		// The task state changes with the status; the container-info
 		// annotation is added to pods that came without one.
 		StatusAnnotations: map[string]bool{translate.AnnotationState: true, translate.AnnotationContainerInfo: false},
-	}
-	if o.tlsCert != "" && o.tlsKey != "" {
-		tlsCfg, err := kubeletTLS(o)
-		if err != nil {
-			return nil, nil, err
-		}
-		handler, err := authHandler(o, client, name, mux)
-		if err != nil {
-			return nil, nil, err
-		}
-		vcfg.TLS, vcfg.Handler = tlsCfg, handler
-	} else {
-		log.Warn("no --tls-cert-file/--tls-private-key-file: the kubelet API (logs) is not served")
-	}
-	n, err := vknode.New(name, newProvider, vcfg)
+		TLS:               tlsCfg, Handler: handler,
+		Log:      log.WithField("agent", agent.Endpoint),
+		RetryMin: time.Second, RetryMax: 30 * time.Second,
+	})
 	if err != nil {
 		return nil, nil, err
 	}
