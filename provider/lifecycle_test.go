@@ -153,6 +153,21 @@ func (w *world) gone(id string) {
 	w.t.Fatalf("container %s is still on the agent", id)
 }
 
+// launchBehindTheBridge launches the pod's container as a bridge would have
+// just before dying: the agent runs it, no provider knows.
+func (w *world) launchBehindTheBridge(pod *corev1.Pod) string {
+	w.t.Helper()
+	launches, _, err := translate.PodLaunches(pod, nil)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	id := translate.ContainerID(pod.UID, "main")
+	if _, err := w.agent.Launch(context.Background(), id, &launches[0]); err != nil {
+		w.t.Fatal(err)
+	}
+	return id
+}
+
 func released(p *Provider, uid types.UID) bool { return p.recordOf(uid) == nil }
 
 func TestInitContainersRunInOrder(t *testing.T) {
@@ -211,14 +226,7 @@ func TestDeletedWhileDownIsKilled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	pod := testPod("crashed", "33333333-3333-4333-8333-333333333333", "sleep 300")
-	launches, _, err := translate.PodLaunches(pod, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := translate.ContainerID(pod.UID, "main")
-	if _, err := w.agent.Launch(ctx, id, &launches[0]); err != nil {
-		t.Fatal(err)
-	}
+	id := w.launchBehindTheBridge(pod)
 	now := metav1.Now()
 	pod.DeletionTimestamp = &now
 	w.add(pod)
@@ -337,14 +345,7 @@ func TestSweepKillsOrphans(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	pod := testPod("orphan", "77777777-7777-4777-8777-777777777777", "sleep 300")
-	launches, _, err := translate.PodLaunches(pod, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := translate.ContainerID(pod.UID, "main")
-	if _, err := w.agent.Launch(ctx, id, &launches[0]); err != nil {
-		t.Fatal(err)
-	}
+	id := w.launchBehindTheBridge(pod)
 	p := w.provider(ctx)
 	go p.Reconcile(ctx)
 	w.gone(id)

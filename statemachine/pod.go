@@ -223,17 +223,7 @@ type podKey struct {
 	e PodEventType
 }
 
-var podIndex = func() map[podKey]PodTransition {
-	m := make(map[podKey]PodTransition, len(podTable))
-	for _, t := range podTable {
-		k := podKey{t.From, t.On}
-		if _, dup := m[k]; dup {
-			panic(fmt.Sprintf("statemachine: duplicate pod row %s --%s-->", t.From, t.On))
-		}
-		m[k] = t
-	}
-	return m
-}()
+var podIndex = indexRows(podTable, func(t PodTransition) podKey { return podKey{t.From, t.On} })
 
 // StepPod looks up the pod transition for e in state s; a pair the table
 // does not hold is an error wrapping ErrForbidden.

@@ -110,17 +110,21 @@ type key struct {
 	e EventType
 }
 
-var index = func() map[key]Transition {
-	m := make(map[key]Transition, len(table))
-	for _, t := range table {
-		k := key{t.From, t.On}
+var index = indexRows(table, func(t Transition) key { return key{t.From, t.On} })
+
+// indexRows builds a table's lookup; a pair declared twice is a programming
+// error caught at start.
+func indexRows[K comparable, R any](rows []R, keyOf func(R) K) map[K]R {
+	m := make(map[K]R, len(rows))
+	for _, r := range rows {
+		k := keyOf(r)
 		if _, dup := m[k]; dup {
-			panic(fmt.Sprintf("statemachine: duplicate row %s --%s-->", t.From, t.On))
+			panic(fmt.Sprintf("statemachine: duplicate row %v", k))
 		}
-		m[k] = t
+		m[k] = r
 	}
 	return m
-}()
+}
 
 // Refine turns a ContainerExited event into the table's exit kind, applying
 // the pod's restart policy as the kubelet does: Always restarts every exit,
