@@ -339,8 +339,10 @@ func (c *Client) Containers(ctx context.Context) ([]Container, error) {
 	return out, nil
 }
 
-// ReadFile is READ_FILE: up to length bytes of path from offset (length 0:
-// to the end), and the file's current size.
+// ReadFile is READ_FILE: up to length bytes of path from offset, and the
+// file's current size. Length 0 asks for no limit, but a Mesos agent never
+// answers more than ReadFileChunk at once: read a large file by offset (see
+// files.go), and use FileSize to learn only its size.
 func (c *Client) ReadFile(ctx context.Context, path string, offset, length uint64) ([]byte, uint64, error) {
 	ctx, cancel := c.bounded(ctx)
 	defer cancel()
