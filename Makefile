@@ -9,6 +9,8 @@
 #   make test-e2e    make up; go test ./integration/...; make down (always)
 #   make bench       bench/cmd/vk-bench: vk-titus vs a baseline virtual node on the local stack
 #                    (BENCH_FLAGS, e.g. --burst 100 --scale 1000 --restart 500 --rounds 1)
+#   make chaos       cmd/vk-chaos: seeded faults under a mixed workload, then invariant checks
+#                    (DURATION=20m SEED=<n> CHAOS_FLAGS; report .local/chaos/latest.md; not in CI)
 #   make clean       make down, then remove bin/ and .local/
 
 SHELL := /bin/bash
@@ -69,6 +71,15 @@ test-e2e:
 bench:
 	$(GO) build -o bin/vk-bench ./bench/cmd/vk-bench
 	bin/vk-bench $(BENCH_FLAGS)
+
+# The chaos run brings the stack up (AGENTS=3 MASTERS=2) when it is not, and
+# down again at the end; it stops by itself after DURATION plus the settle time.
+DURATION ?= 20m
+SEED ?= 0
+.PHONY: chaos
+chaos:
+	$(GO) build -o bin/vk-chaos ./cmd/vk-chaos
+	bin/vk-chaos --duration $(DURATION) --seed $(SEED) $(CHAOS_FLAGS)
 
 clean:
 	-@scripts/stack.sh down

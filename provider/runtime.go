@@ -491,6 +491,7 @@ func (p *Provider) remove(ctx context.Context, id string, log *logrus.Entry) {
 	err := p.agent.Remove(ctx, id)
 	if err != nil && !errors.Is(err, agentclient.ErrNotFound) {
 		log.WithError(err).WithField("task", id).Warn("remove failed; the sweep retries")
+		p.sweep.removeLater(id)
 	}
 }
 

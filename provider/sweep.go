@@ -2,8 +2,10 @@ package provider
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/vk-titus/vk-titus/legacy/agentclient"
 	sm "github.com/vk-titus/vk-titus/statemachine"
 	"github.com/vk-titus/vk-titus/translate"
 )
@@ -25,6 +28,7 @@ import (
 //     is over or it has none) and removed;
 //   - pods without a container: a followed run the agent no longer lists is
 //     asked with a WAIT, which answers at once;
+//   - sandboxes a REMOVE could not reach (the agent away): tried again;
 //   - stuck states: containers waiting to be reconciled, or marked
 //     disconnected by a failed call while the agent answers, are asked again.
 //
@@ -33,6 +37,9 @@ import (
 type sweeper struct {
 	p    *Provider
 	kick chan struct{}
+
+	mu       sync.Mutex
+	removals map[string]int // REMOVEs to try again → passes tried
 }
 
 const defaultReconcileInterval = time.Minute
@@ -44,7 +51,9 @@ var orphansKilled = prometheus.NewCounter(prometheus.CounterOpts{
 
 func init() { Registry.MustRegister(orphansKilled) }
 
-func newSweeper(p *Provider) *sweeper { return &sweeper{p: p, kick: make(chan struct{}, 1)} }
+func newSweeper(p *Provider) *sweeper {
+	return &sweeper{p: p, kick: make(chan struct{}, 1), removals: map[string]int{}}
+}
 
 // again asks for a pass now (the agent came back into view).
 func (s *sweeper) again() {
@@ -135,34 +144,84 @@ func (s *sweeper) pass(ctx context.Context) error {
 		if !ok {
 			continue // not the bridge's (the legacy platform's own tasks)
 		}
+		// The records are read again: a pod handed over since the snapshot
+		// above (the pod controller admits pods while the sweep runs) owns
+		// its container as much as one handed over before.
 		rec := p.recordOf(uid)
-		if rec == nil && pending[uid] {
-			continue
-		}
-		if rec != nil && s.ahead(rec, rest) {
+		if rec == nil && pending[uid] || rec != nil && s.owns(rec, rest) {
 			continue
 		}
 		s.kill(ctx, id)
 	}
+	s.retryRemovals(ctx)
 	return nil
 }
 
-// ahead: the id is a run newer than its container's current one (a crash
-// right after a restart's launch): the container's next launch of that run
-// finds it already there and follows it, so it is not an orphan.
-func (s *sweeper) ahead(rec *podRecord, rest string) bool {
+// owns: the id's run (rest: container name, -r<N> for later runs) is its
+// container's current run, or a newer one (a crash right after a restart's
+// launch: the container's next launch of that run finds it already there
+// and follows it), and the container has not ended.
+func (s *sweeper) owns(rec *podRecord, rest string) bool {
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	for _, c := range rec.ctrs {
+		if sm.InfoOf(c.state).Terminal {
+			continue
+		}
+		if rest == c.name {
+			return c.restarts == 0
+		}
 		n, ok := strings.CutPrefix(rest, c.name+"-r")
 		if !ok {
 			continue
 		}
-		if run, err := strconv.ParseInt(n, 10, 32); err == nil && int32(run) > c.restarts && !sm.InfoOf(c.state).Terminal {
+		if run, err := strconv.ParseInt(n, 10, 32); err == nil && int32(run) >= c.restarts {
 			return true
 		}
 	}
 	return false
+}
+
+// removeLater keeps a REMOVE the agent did not take (it was away) for the
+// next passes: an ended container is not listed as live, so nothing else
+// would find its sandbox again. Bounded: past maxRemovals ids, or after
+// removeAttempts passes, an id is dropped with a warning.
+func (s *sweeper) removeLater(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.removals[id]; ok || len(s.removals) < maxRemovals {
+		s.removals[id] += 0
+		return
+	}
+	s.p.log.WithField("task", id).Warn("too many removals pending: this sandbox stays on the agent")
+}
+
+const (
+	maxRemovals    = 65536
+	removeAttempts = 10
+)
+
+func (s *sweeper) retryRemovals(ctx context.Context) {
+	s.mu.Lock()
+	ids := make([]string, 0, len(s.removals))
+	for id := range s.removals {
+		ids = append(ids, id)
+	}
+	s.mu.Unlock()
+	for _, id := range ids {
+		err := s.p.agent.Remove(ctx, id)
+		s.mu.Lock()
+		switch {
+		case err == nil || errors.Is(err, agentclient.ErrNotFound):
+			delete(s.removals, id)
+		case s.removals[id]+1 >= removeAttempts:
+			delete(s.removals, id)
+			s.p.log.WithError(err).WithField("task", id).Warn("remove keeps failing: giving up, the sandbox stays on the agent")
+		default:
+			s.removals[id]++
+		}
+		s.mu.Unlock()
+	}
 }
 
 // kill ends a container no pod owns: SIGKILL, one WAIT for its end (REMOVE
