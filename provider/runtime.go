@@ -62,17 +62,34 @@ func (p *Provider) enqueue(rec *podRecord, items ...item) {
 	p.work.queue.Add(rec)
 }
 
-// broadcast sends ev to every container of every pod (agent health).
+// broadcast sends ev to every container of every pod (agent health). An
+// item already waiting with the same news is not queued again, so an agent
+// that flaps while workers are busy does not grow the inboxes.
 func (p *Provider) broadcast(ev sm.Event) {
 	for _, rec := range p.records() {
 		rec.mu.Lock()
-		items := make([]item, len(rec.ctrs))
-		for i, c := range rec.ctrs {
-			items[i] = item{c: c, ev: ev}
+		items := make([]item, 0, len(rec.ctrs))
+		for _, c := range rec.ctrs {
+			if !rec.waiting(c, ev.Type) {
+				items = append(items, item{c: c, ev: ev})
+			}
 		}
+		rec.inbox = append(rec.inbox, items...)
 		rec.mu.Unlock()
-		p.enqueue(rec, items...)
+		if len(items) > 0 {
+			p.work.queue.Add(rec)
+		}
 	}
+}
+
+// waiting: the inbox holds e for c already (rec.mu held).
+func (r *podRecord) waiting(c *ctr, e sm.EventType) bool {
+	for _, it := range r.inbox {
+		if it.c == c && it.ev.Type == e {
+			return true
+		}
+	}
+	return false
 }
 
 // drain handles the pod's inbox in order, then publishes its status once.
