@@ -447,7 +447,7 @@ func TestFaultAgentCrashReconnect(t *testing.T) {
 	token := fmt.Sprintf("vkt-fault-reconnect-%d", time.Now().UnixNano())
 	var names []string
 	var pods []*corev1.Pod
-	for i := 0; i < 2; i++ {
+	for i := 0; i < envInt("FAULT_AGENT_PODS", 2); i++ {
 		n := fmt.Sprintf("reconnect-%d", i)
 		names = append(names, n)
 		pods = append(pods, create(t, onAgent(faultPod(n, "reconnect", fmt.Sprintf("sleep 600; : %s-%d", token, i)), 0)))
@@ -492,7 +492,7 @@ func TestFaultAgentCrashCleanup(t *testing.T) {
 	token := fmt.Sprintf("vkt-fault-cleanup-%d", time.Now().UnixNano())
 	var names []string
 	var pods []*corev1.Pod
-	for i := 0; i < 2; i++ {
+	for i := 0; i < envInt("FAULT_AGENT_PODS", 2); i++ {
 		n := fmt.Sprintf("cleanup-%d", i)
 		names = append(names, n)
 		pods = append(pods, create(t, onAgent(faultPod(n, "cleanup", fmt.Sprintf("sleep 600; : %s-%d", token, i)), 0)))
@@ -555,9 +555,11 @@ func TestFaultAPIServerDown(t *testing.T) {
 	if err := env.Start("kube-apiserver"); err != nil {
 		t.Fatal(err)
 	}
+	back := time.Now()
 	for i := 0; i < 3; i++ {
 		waitNode(t, fmt.Sprintf("agent-%d", i), 2*time.Minute, "Ready", readyNode)
 	}
+	t.Logf("every node Ready (as the API shows it) %s after kube-apiserver answered again", time.Since(back).Round(100*time.Millisecond))
 	time.Sleep(5 * time.Second)
 	if got := pidsOf(token); got != pids {
 		t.Errorf("processes changed across the API server's outage: %s → %s", pids, got)
