@@ -85,7 +85,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err != nil {
 		return err
 	}
-	unlock, err := lockBench(filepath.Join(root, ".local"))
+	unlock, err := stack.LockTool(filepath.Join(root, ".local"), "bench")
 	if err != nil {
 		return err
 	}
@@ -272,23 +272,6 @@ func (b *Bench) teardown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// lockBench makes sure one bench at a time drives a stack: two would share
-// the namespace, the baseline node's name and vk-titus.
-func lockBench(stackRoot string) (func(), error) {
-	dir := filepath.Join(stackRoot, "bench")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("another vk-bench runs against %s (%s is locked)", stackRoot, f.Name())
-	}
-	return func() { f.Close() }, nil
-}
 
 // script runs scripts/stack.sh (root "" : the working directory's repo).
 func script(ctx context.Context, root string, args ...string) error {

@@ -11,7 +11,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -74,7 +73,7 @@ func Execute(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	unlock, err := lockChaos(filepath.Join(root, ".local"))
+	unlock, err := stack.LockTool(filepath.Join(root, ".local"), "chaos")
 	if err != nil {
 		return nil, err
 	}
@@ -623,19 +622,3 @@ func lastLines(s string, n int) string {
 	return strings.Join(l, " | ")
 }
 
-// lockChaos: one chaos run at a time per stack.
-func lockChaos(stackRoot string) (func(), error) {
-	dir := filepath.Join(stackRoot, "chaos")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("another vk-chaos runs against %s (%s is locked)", stackRoot, f.Name())
-	}
-	return func() { f.Close() }, nil
-}

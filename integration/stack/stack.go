@@ -236,3 +236,23 @@ func (e *Env) script(args ...string) error {
 	}
 	return nil
 }
+
+// LockTool makes sure one run of a tool (vk-bench, vk-chaos) at a time
+// drives the stack under stackRoot: two would share its namespaces and
+// kill each other's components. The lock is released by the returned func
+// or when the process ends.
+func LockTool(stackRoot, tool string) (func(), error) {
+	dir := filepath.Join(stackRoot, tool)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("another %s runs against %s (%s is locked)", tool, stackRoot, f.Name())
+	}
+	return func() { f.Close() }, nil
+}
