@@ -374,3 +374,30 @@ func TestExitWhileDisconnected(t *testing.T) {
 		t.Fatalf("exit not kept: %+v", got.Status.ContainerStatuses[0].State)
 	}
 }
+
+// virtual-kubelet deletes a pod that stopped running straight from the API,
+// without DeletePod: the sweep releases its record and removes its container.
+func TestFinishedPodLeavingIsRemoved(t *testing.T) {
+	w := newWorld(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p := w.provider(ctx)
+	pod := testPod("done", "99999999-9999-4999-8999-999999999999", "exit 0")
+	w.add(pod)
+	if err := p.CreatePod(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, p, "done", "Succeeded", phase(corev1.PodSucceeded))
+	if err := w.pods.Delete(pod); err != nil {
+		t.Fatal(err)
+	}
+	go p.Reconcile(ctx)
+	w.gone(translate.ContainerID(pod.UID, "main"))
+	deadline := time.Now().Add(10 * time.Second)
+	for !released(p, pod.UID) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !released(p, pod.UID) {
+		t.Fatal("the record of a pod gone from the API was not released")
+	}
+}

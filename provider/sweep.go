@@ -29,6 +29,9 @@ import (
 //   - pods without a container: a followed run the agent no longer lists is
 //     asked with a WAIT, which answers at once;
 //   - sandboxes a REMOVE could not reach (the agent away): tried again;
+//   - pods that left the API without a DeletePod (virtual-kubelet deletes
+//     a pod that stopped running itself): their records are deleted and
+//     their containers removed;
 //   - stuck states: containers waiting to be reconciled, or marked
 //     disconnected by a failed call while the agent answers, are asked again.
 //
@@ -39,7 +42,8 @@ type sweeper struct {
 	kick chan struct{}
 
 	mu       sync.Mutex
-	removals map[string]int // REMOVEs to try again → passes tried
+	removals map[string]int         // REMOVEs to try again → passes tried
+	finished map[types.UID][]string // finished pods without a record → their runs
 }
 
 const defaultReconcileInterval = time.Minute
@@ -52,7 +56,7 @@ var orphansKilled = prometheus.NewCounter(prometheus.CounterOpts{
 func init() { Registry.MustRegister(orphansKilled) }
 
 func newSweeper(p *Provider) *sweeper {
-	return &sweeper{p: p, kick: make(chan struct{}, 1), removals: map[string]int{}}
+	return &sweeper{p: p, kick: make(chan struct{}, 1), removals: map[string]int{}, finished: map[types.UID][]string{}}
 }
 
 // again asks for a pass now (the agent came back into view).
@@ -99,7 +103,8 @@ func (s *sweeper) pass(ctx context.Context) error {
 	// Runs the records own: the current run of every container that has
 	// not ended. Followed runs the agent no longer lists are asked again.
 	owned := map[string]bool{}
-	for _, rec := range p.records() {
+	recs := p.records()
+	for _, rec := range recs {
 		var again []item
 		rec.mu.Lock()
 		for _, c := range rec.ctrs {
@@ -128,13 +133,22 @@ func (s *sweeper) pass(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		present := make(map[types.UID]bool, len(pods))
 		for _, pod := range pods {
-			// A pod the pod controller has yet to hand over (or to delete)
-			// keeps its containers until it does.
-			if pod.Spec.NodeName == p.opts.NodeName && pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed {
+			if pod.Spec.NodeName != p.opts.NodeName {
+				continue
+			}
+			present[pod.UID] = true
+			switch {
+			case pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed:
+				// A pod the pod controller has yet to hand over (or to
+				// delete) keeps its containers until it does.
 				pending[pod.UID] = true
+			case p.recordOf(pod.UID) == nil:
+				s.rememberFinished(pod)
 			}
 		}
+		s.gone(recs, present)
 	}
 	for id := range live {
 		if owned[id] {
@@ -155,6 +169,48 @@ func (s *sweeper) pass(ctx context.Context) error {
 	}
 	s.retryRemovals(ctx)
 	return nil
+}
+
+// gone finishes what the pod controller will not: virtual-kubelet deletes a
+// pod that has stopped running straight from the API, without DeletePod, so
+// its record would never be released nor its containers removed. A record
+// whose pod left the API is deleted now; the ended runs of a finished pod
+// this process never had a record of (it finished before a restart) are
+// removed once the pod leaves.
+func (s *sweeper) gone(recs []*podRecord, present map[types.UID]bool) {
+	for _, rec := range recs {
+		if !present[rec.uid] {
+			s.p.enqueue(rec, item{pod: sm.PodDelete})
+		}
+	}
+	s.mu.Lock()
+	var ids []string
+	for uid, runs := range s.finished {
+		if !present[uid] {
+			ids = append(ids, runs...)
+			delete(s.finished, uid)
+		}
+	}
+	s.mu.Unlock()
+	for _, id := range ids {
+		s.removeLater(id)
+	}
+}
+
+// rememberFinished notes the runs a finished pod may have left on the agent:
+// its containers' current and previous ones (the older were removed as the
+// newer launched). Bounded by the pods on the node.
+func (s *sweeper) rememberFinished(pod *corev1.Pod) {
+	var runs []string
+	for _, st := range append(append([]corev1.ContainerStatus(nil), pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...) {
+		runs = append(runs, runID(pod.UID, st.Name, st.RestartCount))
+		if st.RestartCount > 0 {
+			runs = append(runs, runID(pod.UID, st.Name, st.RestartCount-1))
+		}
+	}
+	s.mu.Lock()
+	s.finished[pod.UID] = runs
+	s.mu.Unlock()
 }
 
 // owns: the id's run (rest: container name, -r<N> for later runs) is its

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -109,6 +110,12 @@ func (m *Master) dueRemovalsLocked(now time.Time) []removeAction {
 // remove sends one REMOVE_CONTAINER and records the outcome.
 func (m *Master) remove(ctx context.Context, act removeAction) {
 	r := act.r
+	// A finished task's container is not expected to run, but one the
+	// master declared lost (its agent away) may: it is killed before its
+	// removal, never left running beside the task's replacement.
+	if kerr := act.cl.Kill(ctx, string(r.id), syscall.SIGKILL); kerr != nil && !errors.Is(kerr, agentclient.ErrNotFound) {
+		m.log.WithError(kerr).WithFields(logrus.Fields{"task": r.id, "agent": r.agentID}).Debug("kill before removal")
+	}
 	err := act.cl.Remove(ctx, string(r.id))
 	m.mu.Lock()
 	defer m.mu.Unlock()
