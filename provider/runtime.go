@@ -426,9 +426,12 @@ func (p *Provider) act(rec *podRecord, t task) []item {
 			log.WithError(err).Warn("kill refused")
 		}
 	case sm.DoRemove:
-		p.remove(ctx, t.id, log)
-		if t.restarts > 0 {
-			p.remove(ctx, runID(rec.uid, c.name, t.restarts-1), log)
+		// The current run and the two before it: a launch keeps the
+		// previous run's sandbox (for --previous) and removes the one
+		// before, but a run whose launch never succeeded (launch-retry)
+		// removed nothing.
+		for r := t.restarts; r >= 0 && r >= t.restarts-2; r-- {
+			p.remove(ctx, runID(rec.uid, c.name, r), log)
 		}
 	}
 	return nil
