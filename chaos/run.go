@@ -176,8 +176,11 @@ func (r *runner) setup(ctx context.Context) error {
 			return fmt.Errorf("no default ServiceAccount in %s", r.ns)
 		}
 	}
+	// Applications are named per run (after its namespace), not per seed:
+	// a replay on a stack that kept an earlier run's jobs must not count
+	// them as its own.
 	for i := 0; i < 2; i++ {
-		r.apps = append(r.apps, fmt.Sprintf("chaos-%d-app%d", r.o.Seed, i))
+		r.apps = append(r.apps, fmt.Sprintf("%s-app%d", r.ns, i))
 	}
 	return nil
 }
