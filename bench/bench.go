@@ -272,7 +272,6 @@ func (b *Bench) teardown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-
 // script runs scripts/stack.sh (root "" : the working directory's repo).
 func script(ctx context.Context, root string, args ...string) error {
 	if root == "" {

@@ -624,4 +624,3 @@ func lastLines(s string, n int) string {
 	}
 	return strings.Join(l, " | ")
 }
-
