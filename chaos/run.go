@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/vk-titus/vk-titus/integration/stack"
+	"github.com/vk-titus/vk-titus/vknode"
 )
 
 // Options configure a chaos run.
@@ -203,7 +204,7 @@ func (r *runner) teardown() {
 func (r *runner) faults(ctx context.Context) {
 	start := time.Now()
 	for _, f := range r.res.Schedule {
-		if !sleepCtx(ctx, time.Until(start.Add(f.At))) {
+		if !vknode.Sleep(ctx, time.Until(start.Add(f.At))) {
 			return
 		}
 		logf("fault: kill %s for %s", f.Target, f.Down.Round(time.Second))
@@ -214,7 +215,7 @@ func (r *runner) faults(ctx context.Context) {
 			continue
 		}
 		r.count(r.res.Injected, f.Kind)
-		sleepCtx(ctx, f.Down) // the component comes back even when the run ends
+		vknode.Sleep(ctx, f.Down) // the component comes back even when the run ends
 		if err := r.start(f.Target); err != nil {
 			r.mu.Lock()
 			r.res.Failed = append(r.res.Failed, fmt.Sprintf("start %s: %v", f.Target, err))
@@ -239,20 +240,6 @@ func (r *runner) start(name string) error {
 // heal starts whatever does not run (stack.sh up is idempotent).
 func (r *runner) heal(ctx context.Context) error {
 	return script(ctx, r.env.Root, []string{"AGENTS=" + r.env.Vars["AGENTS"], "MASTERS=" + r.env.Vars["MASTERS"], "SKIP_BUILD=1"}, "up")
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // ---------------------------------------------------------------- workload
@@ -307,7 +294,7 @@ func (r *runner) workload(ctx context.Context, rnd *rand.Rand) {
 		} else {
 			r.count(r.res.Workload, what)
 		}
-		sleepCtx(ctx, 2*time.Second+time.Duration(rnd.Int63n(int64(3*time.Second))))
+		vknode.Sleep(ctx, 2*time.Second+time.Duration(rnd.Int63n(int64(3*time.Second))))
 	}
 }
 
