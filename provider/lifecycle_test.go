@@ -3,8 +3,10 @@ package provider
 import (
 	"context"
 	"errors"
+	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -33,6 +35,9 @@ type world struct {
 	pods   cache.Indexer
 	cms    cache.Indexer
 	secret cache.Indexer
+	// away makes the agent answer every call 503, as an agent whose
+	// process is down behind a proxy would.
+	away atomic.Bool
 }
 
 func newWorld(t *testing.T) *world {
@@ -41,7 +46,15 @@ func newWorld(t *testing.T) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(a.Handler())
+	w := &world{t: t}
+	h := a.Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if w.away.Load() {
+			http.Error(rw, "agent away", http.StatusServiceUnavailable)
+			return
+		}
+		h.ServeHTTP(rw, r)
+	}))
 	t.Cleanup(func() {
 		a.Close()
 		srv.Close()
@@ -49,8 +62,9 @@ func newWorld(t *testing.T) *world {
 	idx := func() cache.Indexer {
 		return cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
 	}
-	return &world{t: t, agent: agentclient.New(srv.URL, agentclient.Options{CallTimeout: 10 * time.Second}),
-		pods: idx(), cms: idx(), secret: idx()}
+	w.agent = agentclient.New(srv.URL, agentclient.Options{CallTimeout: 10 * time.Second})
+	w.pods, w.cms, w.secret = idx(), idx(), idx()
+	return w
 }
 
 // provider starts a provider (a bridge process) whose published statuses
@@ -400,4 +414,45 @@ func TestFinishedPodLeavingIsRemoved(t *testing.T) {
 	if !released(p, pod.UID) {
 		t.Fatal("the record of a pod gone from the API was not released")
 	}
+}
+
+// A REMOVE the agent does not take keeps the pod (and its finalizer) until
+// the agent takes it: a bridge that restarted meanwhile would still find it.
+func TestRemoveWaitsForTheAgent(t *testing.T) {
+	w := newWorld(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p := w.provider(ctx)
+	pod := testPod("kept", "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa", "exit 0")
+	w.add(pod)
+	if err := p.CreatePod(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	done := wait(t, p, "kept", "Succeeded", phase(corev1.PodSucceeded))
+	if !hasFinalizer(done) {
+		t.Fatalf("the published pod lacks the finalizer: %v", done.Finalizers)
+	}
+	w.away.Store(true)
+	now := metav1.Now()
+	done.DeletionTimestamp = &now
+	if err := p.DeletePod(ctx, done); err != nil {
+		t.Fatal(err)
+	}
+	// Several REMOVEs fail meanwhile (back-off from 1 s): the pod stays.
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		if released(p, pod.UID) {
+			t.Fatal("released while the agent had not taken the REMOVE")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	w.away.Store(false)
+	deadline = time.Now().Add(20 * time.Second)
+	for !released(p, pod.UID) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !released(p, pod.UID) {
+		t.Fatal("never released once the agent answered")
+	}
+	w.gone(translate.ContainerID(pod.UID, "main"))
 }

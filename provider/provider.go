@@ -157,7 +157,7 @@ func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 		return nil
 	}
 	rec, ev, err := p.admit(pod, false)
-	if err != nil {
+	if err != nil || ev == "" {
 		return err
 	}
 	p.enqueue(rec, item{pod: ev})
@@ -170,6 +170,8 @@ func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 // the kubelet waits for volumes, unless nothing has to be launched now: a
 // pod that ran before (adopted from the agent's answer alone) or one being
 // deleted needs no translation, and its launches translate when due.
+// Admission races (the pod controller and the deletion watcher): the record
+// registered first wins, and the loser gets it back with no event ("").
 func (p *Provider) admit(pod *corev1.Pod, deleting bool) (*podRecord, statemachine.PodEventType, error) {
 	rec := newPodRecord(pod)
 	ran := false
@@ -210,6 +212,10 @@ func (p *Provider) admit(pod *corev1.Pod, deleting bool) (*podRecord, statemachi
 		log.WithError(err).Info("pod not translated; adopting it from the agent's answer")
 	}
 	p.mu.Lock()
+	if first := p.pods[rec.uid]; first != nil {
+		p.mu.Unlock()
+		return first, "", nil
+	}
 	p.pods[rec.uid] = rec
 	p.byName[rec.key] = rec
 	p.mu.Unlock()
@@ -243,6 +249,10 @@ func (p *Provider) DeletePod(ctx context.Context, pod *corev1.Pod) error {
 		}
 	}
 	rec.mu.Lock()
+	if rec.state == statemachine.PodReleased {
+		rec.mu.Unlock()
+		return nil // already done: a late call
+	}
 	rec.pod = pod.DeepCopy()
 	if pod.DeletionGracePeriodSeconds != nil {
 		g := time.Duration(*pod.DeletionGracePeriodSeconds) * time.Second
@@ -251,6 +261,28 @@ func (p *Provider) DeletePod(ctx context.Context, pod *corev1.Pod) error {
 	rec.mu.Unlock()
 	p.enqueue(rec, item{pod: statemachine.PodDelete})
 	return nil
+}
+
+// PodDeleting (vknode.DeletionWatcher) starts the deletion of a pod that
+// virtual-kubelet will not hand over: one that stopped running before it was
+// deleted, which virtual-kubelet deletes from the API itself. Only a pod with
+// the bridge's finalizer waits for it; a pod the bridge never marked (from an
+// earlier version) is the sweep's when it leaves the API.
+func (p *Provider) PodDeleting(pod *corev1.Pod) {
+	if !hasFinalizer(pod) {
+		return
+	}
+	if rec := p.recordOf(pod.UID); rec != nil {
+		rec.mu.Lock()
+		st := rec.state
+		rec.mu.Unlock()
+		if st == statemachine.PodTerminating || st == statemachine.PodReleased {
+			return
+		}
+	}
+	if err := p.DeletePod(p.ctx, pod); err != nil {
+		p.log.WithError(err).WithField("pod", podKey(pod.Namespace, pod.Name)).Warn("deleting the pod failed")
+	}
 }
 
 // GetPod returns the pod with its current status.

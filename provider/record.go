@@ -75,6 +75,9 @@ type ctr struct {
 	timer     *time.Timer
 	timerGen  uint64
 	probes    probeState
+	// removeTries counts the REMOVEs the agent did not take, for the
+	// back-off of the next one.
+	removeTries int
 }
 
 func newPodRecord(pod *corev1.Pod) *podRecord {
@@ -188,8 +191,29 @@ func (r *podRecord) podWithStatus() *corev1.Pod {
 	if r.shownState != "" {
 		pod.Annotations[translate.AnnotationState] = string(r.shownState)
 	}
+	if pod.DeletionTimestamp == nil && !hasFinalizer(pod) {
+		// The pod object stays until the bridge released it: the status
+		// write carries the finalizer (pods/status takes metadata), so it
+		// costs no write of its own. The API server refuses a new finalizer
+		// on an object being deleted, hence not then.
+		pod.Finalizers = append(pod.Finalizers, Finalizer)
+	}
 	pod.Status = *r.status.DeepCopy()
 	return pod
+}
+
+// Finalizer keeps a pod object until the bridge has removed everything the
+// pod left on the agent (its pod record released): a bridge that restarts
+// meanwhile still finds the pod, and with it the sandboxes to remove.
+const Finalizer = "vk-titus.io/sandboxes"
+
+func hasFinalizer(pod *corev1.Pod) bool {
+	for _, f := range pod.Finalizers {
+		if f == Finalizer {
+			return true
+		}
+	}
+	return false
 }
 
 // refreshStatus recomputes the status from the containers' states; it

@@ -283,6 +283,9 @@ func (p *Provider) stepLocked(rec *podRecord, c *ctr, ev sm.Event, todo *[]task)
 			p.after(rec, c, p.restartDelay(c), sm.RestartDue)
 		case sm.DoRetryLaunch:
 			p.after(rec, c, 2*time.Second, sm.Launch)
+		case sm.DoRetryRemove:
+			c.removeTries++
+			p.after(rec, c, removeDelay(c.removeTries), sm.RemoveDue)
 		case sm.DoRemove:
 			p.stopTimer(c)
 			p.waits.cancel(c.runID(rec.uid))
@@ -429,12 +432,33 @@ func (p *Provider) act(rec *podRecord, t task) []item {
 		// The current run and the two before it: a launch keeps the
 		// previous run's sandbox (for --previous) and removes the one
 		// before, but a run whose launch never succeeded (launch-retry)
-		// removed nothing.
+		// removed nothing. Every one must be gone before the pod is
+		// released; REMOVE is idempotent (404 once done), so a retry sends
+		// all three again.
+		var failed error
 		for r := t.restarts; r >= 0 && r >= t.restarts-2; r-- {
-			p.remove(ctx, runID(rec.uid, c.name, r), log)
+			if err := p.agent.Remove(ctx, runID(rec.uid, c.name, r)); err != nil && !errors.Is(err, agentclient.ErrNotFound) {
+				failed = fmt.Errorf("%s: %w", runID(rec.uid, c.name, r), err)
+			}
 		}
+		switch {
+		case failed != nil && p.Gone():
+			// Declared gone: its sandboxes went with it.
+			return events(sm.Event{Type: sm.AgentGone, Message: failed.Error()})
+		case failed != nil:
+			log.WithError(failed).Warn("remove failed: trying again")
+			return events(sm.Event{Type: sm.RemoveFailed, Message: failed.Error()})
+		}
+		return events(sm.Event{Type: sm.RemoveDone})
 	}
 	return nil
+}
+
+// removeDelay is the back-off before the n-th REMOVE retry: doubling from a
+// second up to 64 s, so an agent away for long costs one call a minute
+// per pod being deleted (and AgentBack retries at once when it returns).
+func removeDelay(n int) time.Duration {
+	return time.Second << min(n-1, 6)
 }
 
 // launchSpec is the container's launch, translating the pod now if it was

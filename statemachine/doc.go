@@ -24,6 +24,9 @@
 // through KILL (SIGTERM, the grace period, SIGKILL) and REMOVE, and no path
 // ends such a container without a KILL or the agent's word that it ended.
 // Lost means unknown, not ended: its deletion sends SIGKILL before REMOVE.
+// Removed is entered only from Removing, and Removing only with a REMOVE: a
+// REMOVE the agent did not take is sent again, so the pod is released only
+// once nothing of it is left on the agent.
 //
 // The same package maps each state to what every consumer shows: the
 // Kubernetes pod phase and container state, the Mesos TaskState and the Titus

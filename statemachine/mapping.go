@@ -48,15 +48,16 @@ var infos = map[State]Info{
 	Rejected:     {Phase: corev1.PodFailed, View: ViewTerminated, TerminatedReason: "StartError", Mesos: "TASK_ERROR", Titus: "Finished", TitusReason: "invalidRequest", Terminal: true},
 	Killed:       {Phase: corev1.PodFailed, View: ViewTerminated, Mesos: "TASK_KILLED", Titus: "Finished", TitusReason: "killed", Terminal: true},
 	Lost:         {Phase: corev1.PodFailed, View: ViewTerminated, TerminatedReason: "ContainerStatusUnknown", Mesos: "TASK_LOST", Titus: "Finished", TitusReason: "lost", Terminal: true, MayRun: true},
-	// Removed shows what the container ended as (ViewLast); its Titus state
-	// is the one it was shown in (no Titus entry of its own).
-	Removed: {View: ViewLast, Mesos: "TASK_GONE", Terminal: true},
+	// Removing and Removed show what the container ended as (ViewLast);
+	// their Titus state is the one it was shown in (no Titus entry of their own).
+	Removing: {View: ViewLast, Mesos: "TASK_GONE", Terminal: true},
+	Removed:  {View: ViewLast, Mesos: "TASK_GONE", Terminal: true},
 }
 
 // States lists every state in lifecycle order.
 func States() []State {
 	return []State{Accepted, Launching, LaunchRetry, Starting, Running, BackOff, Killing, Restarting, Disconnected, Reconciling,
-		Succeeded, Failed, Rejected, Killed, Lost, Removed}
+		Succeeded, Failed, Rejected, Killed, Lost, Removing, Removed}
 }
 
 // InfoOf returns what s shows to Kubernetes, Mesos and Titus.

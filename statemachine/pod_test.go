@@ -71,7 +71,8 @@ func TestProgress(t *testing.T) {
 // answers are what the agent and the timers may say to a container after its
 // pod was deleted.
 var answers = []EventType{GraceExpired, ExitedOK, ExitedError, ExitedRestart, ReconciledNotFound, ReconciledFound,
-	AgentUnreachable, AgentBack, LaunchAccepted, LaunchExists, LaunchUnavailable, LaunchRejected, Launch, ContainerRunning, RestartDue}
+	AgentUnreachable, AgentBack, LaunchAccepted, LaunchExists, LaunchUnavailable, LaunchRejected, Launch, ContainerRunning, RestartDue,
+	RemoveDone, RemoveFailed, RemoveDue}
 
 // ended are the events by which the agent itself says the process is gone.
 var ended = map[EventType]bool{ExitedOK: true, ExitedError: true, ExitedRestart: true, ReconciledNotFound: true,
@@ -81,7 +82,7 @@ var ended = map[EventType]bool{ExitedOK: true, ExitedError: true, ExitedRestart:
 // in which a container may exist on the agent, a deletion (re-issued after
 // every change, as the pod table does) never ends the container without a
 // KILL or the agent's word that it ended, every path can reach Removed, and
-// Removed is only entered through REMOVE.
+// Removed is only entered through Removing, which is only entered with a REMOVE.
 func TestDeleteKills(t *testing.T) {
 	// safe: on this path a KILL was sent, or the agent said the process
 	// ended, since the last launch.
@@ -106,8 +107,11 @@ func TestDeleteKills(t *testing.T) {
 				for _, a := range tr.Actions {
 					safe = (safe || a == DoKill || a == DoKillForce) && a != DoLaunch
 				}
-				if tr.To == Removed && n.s != Removed && !hasAction(tr, DoRemove) {
-					t.Errorf("%s --%s--> removed without REMOVE", n.s, e)
+				if tr.To == Removing && n.s != Removing && !hasAction(tr, DoRemove) {
+					t.Errorf("%s --%s--> removing without REMOVE", n.s, e)
+				}
+				if tr.To == Removed && n.s != Removed && n.s != Removing {
+					t.Errorf("%s --%s--> removed without removing first", n.s, e)
 				}
 				if InfoOf(tr.To).Terminal && !InfoOf(n.s).Terminal && tr.To != Lost && !safe {
 					t.Errorf("from %s: %s --%s--> %s ends a container that may run without a KILL", start, n.s, e, tr.To)

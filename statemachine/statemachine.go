@@ -10,7 +10,8 @@ import (
 type State string
 
 // The states. Terminal ones (Succeeded, Failed, Rejected, Killed, Lost) only accept the
-// cleanup a deletion asks for, which ends in Removed.
+// cleanup a deletion asks for: Removing until the agent took the REMOVE,
+// then Removed.
 const (
 	Accepted     State = "accepted"     // known to the bridge, not launched yet
 	Launching    State = "launching"    // LAUNCH_CONTAINER in flight
@@ -27,6 +28,7 @@ const (
 	Rejected     State = "rejected"     // could not be translated or launched
 	Killed       State = "killed"       // ended because the pod was deleted
 	Lost         State = "lost"         // unknown: the agent or the container could not be found
+	Removing     State = "removing"     // ended; REMOVE sent, or to be sent again (the agent was away)
 	Removed      State = "removed"      // ended and its sandbox removed: nothing of it is left
 )
 
@@ -58,6 +60,9 @@ const (
 	AgentGone          EventType = "agent-gone"          // the master or an operator declared it gone
 	ReconciledFound    EventType = "reconciled-found"    // the agent lists the container as live
 	ReconciledNotFound EventType = "reconciled-notfound" // the agent knows nothing of it
+	RemoveDone         EventType = "remove-done"         // REMOVE_CONTAINER answered (or 404: nothing left)
+	RemoveFailed       EventType = "remove-failed"       // REMOVE_CONTAINER did not reach the agent, or it still runs
+	RemoveDue          EventType = "remove-due"          // the remove back-off has passed
 )
 
 // Action is work the caller must perform after a transition, in order.
@@ -72,7 +77,8 @@ const (
 	DoKillForce       Action = "kill-force"       // KILL_CONTAINER with SIGKILL
 	DoScheduleRestart Action = "schedule-restart" // fire RestartDue after the kubelet back-off
 	DoRetryLaunch     Action = "retry-launch"     // fire Launch again after a short back-off
-	DoRemove          Action = "remove"           // REMOVE_CONTAINER (frees the sandbox)
+	DoRemove          Action = "remove"           // REMOVE_CONTAINER (frees the sandbox); answers RemoveDone or RemoveFailed
+	DoRetryRemove     Action = "retry-remove"     // fire RemoveDue after the remove back-off
 	DoReconcile       Action = "reconcile"        // ask the agent, fire Reconciled* or ContainerExited
 )
 

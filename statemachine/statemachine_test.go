@@ -97,8 +97,10 @@ func TestStatesComplete(t *testing.T) {
 	}
 	for _, s := range States() {
 		i := InfoOf(s)
-		// Removed alone has no Titus state of its own: it shows what it ended as.
-		if i.View == "" || i.Mesos == "" || (i.Titus == "" && s != Removed) {
+		// Removing and Removed have no Titus state of their own: they show
+		// what the container ended as.
+		removal := s == Removing || s == Removed
+		if i.View == "" || i.Mesos == "" || (i.Titus == "" && !removal) {
 			t.Errorf("%s: incomplete mapping %+v", s, i)
 		}
 		if i.View != ViewLast && i.Phase == "" {
@@ -108,17 +110,17 @@ func TestStatesComplete(t *testing.T) {
 			t.Errorf("%s unreachable from %s", s, Accepted)
 		}
 		if i.Terminal {
-			if tr, err := Step(s, Event{Type: DeleteRequested}, corev1.RestartPolicyNever); err != nil || tr.To != Removed {
+			if tr, err := Step(s, Event{Type: DeleteRequested}, corev1.RestartPolicyNever); err != nil || (tr.To != Removing && tr.To != Removed) {
 				t.Errorf("%s: delete in a terminal state: %v", s, err)
 			}
-			if s != Removed && (i.Titus != "Finished" || i.TitusReason == "") {
+			if !removal && (i.Titus != "Finished" || i.TitusReason == "") {
 				t.Errorf("%s: terminal but Titus %s/%s", s, i.Titus, i.TitusReason)
 			}
 		}
 	}
 	// Nothing leaves a terminal state but for its removal.
 	for _, r := range Table() {
-		if InfoOf(r.From).Terminal && r.To != r.From && r.To != Removed {
+		if InfoOf(r.From).Terminal && r.To != r.From && r.To != Removing && r.To != Removed {
 			t.Errorf("row leaves terminal state: %+v", r)
 		}
 	}
@@ -172,8 +174,8 @@ func TestTitusMappingsAgree(t *testing.T) {
 	// A bridge state and the Mesos state it reports must read the same in Titus.
 	for _, s := range States() {
 		info := InfoOf(s)
-		if s == Removed {
-			continue // no Titus state of its own
+		if s == Removing || s == Removed {
+			continue // no Titus state of their own
 		}
 		viaMesos, ok := TitusOfMesos(info.Mesos)
 		if !ok {

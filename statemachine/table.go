@@ -32,7 +32,7 @@ func ignored(s State, events ...EventType) []Transition {
 // terminal rows: a finished container only needs its sandbox removed when the
 // pod goes; agent news, stale timers and stale answers no longer matter.
 func terminal(s State) []Transition {
-	return append([]Transition{row(s, DeleteRequested, Removed, nil, DoRemove)},
+	return append([]Transition{row(s, DeleteRequested, Removing, nil, DoRemove)},
 		ignored(s, AgentUnreachable, AgentBack, AgentGone, GraceExpired, ReconciledNotFound, ReconciledFound)...)
 }
 
@@ -163,8 +163,22 @@ var table = concat(
 	// agent could not be asked. A deletion sends SIGKILL before removing;
 	// whatever survives that (an agent still away) is found by the
 	// reconciliation sweep, which kills and removes containers without a pod.
-	[]Transition{row(Lost, DeleteRequested, Removed, nil, DoKillForce, DoRemove)},
+	[]Transition{row(Lost, DeleteRequested, Removing, nil, DoKillForce, DoRemove)},
 	ignored(Lost, AgentUnreachable, AgentBack, AgentGone, GraceExpired, ReconciledNotFound, ReconciledFound),
-	ignored(Removed, DeleteRequested, AgentUnreachable, AgentBack, AgentGone, GraceExpired,
+	// The pod is released only once the agent took every REMOVE: until then
+	// the pod object stays (its finalizer), so a bridge that restarts finds
+	// it and removes what is left. A REMOVE refused because the container
+	// has not ended yet (a lost one's SIGKILL still landing) is tried again
+	// as well. An agent declared gone took its sandboxes with it.
+	[]Transition{
+		row(Removing, RemoveDone, Removed, nil),
+		row(Removing, RemoveFailed, Removing, nil, DoRetryRemove),
+		row(Removing, RemoveDue, Removing, nil, DoRemove),
+		row(Removing, AgentBack, Removing, nil, DoRemove),
+		row(Removing, AgentGone, Removed, nil),
+	},
+	ignored(Removing, DeleteRequested, AgentUnreachable, GraceExpired,
 		ReconciledNotFound, ReconciledFound, ExitedOK, ExitedError, ExitedRestart, RestartDue),
+	ignored(Removed, DeleteRequested, AgentUnreachable, AgentBack, AgentGone, GraceExpired,
+		ReconciledNotFound, ReconciledFound, ExitedOK, ExitedError, ExitedRestart, RestartDue, RemoveDone, RemoveFailed, RemoveDue),
 )

@@ -171,6 +171,11 @@ func New(name string, newProvider nodeutil.NewProviderFunc, cfg Config) (*Node, 
 	if np == nil {
 		return nil, errors.New("vknode: the provider must report node status")
 	}
+	if w, ok := p.(DeletionWatcher); ok {
+		if _, err := podInformer.Informer().AddEventHandler(deletionHandler{w}); err != nil {
+			return nil, fmt.Errorf("pod informer: %w", err)
+		}
+	}
 	n := &Node{cfg: cfg, log: log, spec: spec, np: np, pods: pods, relay: newStatusRelay(), sleep: Sleep,
 		ready: make(chan struct{}), done: make(chan struct{})}
 	// Node controllers are made per registration attempt; one now checks

@@ -294,7 +294,8 @@ func (f *fleet) releasePort(port int) {
 
 // remove deletes a gone agent's node once its pods' NodeLost statuses had
 // time to be written. Cancelling the member stops everything its node
-// started (waited for); the Node object is then deleted, retried while the
+// started (waited for); the Node object is then deleted and the finalizers
+// of its pods taken off, retried while the
 // API server is away (a node left behind would look like a NotReady agent
 // forever). An agent that came back meanwhile is then added anew.
 func (f *fleet) remove(ctx context.Context, key string, m *member) {
@@ -307,10 +308,16 @@ func (f *fleet) remove(ctx context.Context, key string, m *member) {
 	for {
 		err := f.client.CoreV1().Nodes().Delete(ctx, m.name, metav1.DeleteOptions{})
 		if err == nil || apierrors.IsNotFound(err) {
+			// Its pods go with it (the pod garbage collector deletes
+			// them): nothing of theirs is left to remove on an agent that
+			// is gone, so the bridge's finalizer must not hold them.
+			err = provider.ForgetNode(ctx, f.client.CoreV1(), m.name)
+		}
+		if err == nil {
 			break
 		}
 		d := b.Next()
-		m.log.WithError(err).WithField("retryIn", d).Warn("deleting the node failed: retrying")
+		m.log.WithError(err).WithField("retryIn", d).Warn("removing the node failed: retrying")
 		if !vknode.Sleep(ctx, d) {
 			return
 		}
