@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/vk-titus/vk-titus/chaos"
 	"github.com/vk-titus/vk-titus/integration/stack"
+	"github.com/vk-titus/vk-titus/provider"
 	"github.com/vk-titus/vk-titus/translate"
 )
 
@@ -434,6 +436,59 @@ func TestFaultVKRestartWhileAgentUnreachable(t *testing.T) {
 		sameRuns(t, before, snapshotRuns(t, uids))
 	}
 	deletePods(t, []string{p.Name}, nil, 2*time.Minute)
+	checkNoOrphan(t, uids, time.Minute)
+}
+
+// 3b. Finished pods deleted while their agent is down, and the bridge
+// SIGKILLed before the agent returns: the pods stay (Terminating, held by
+// the bridge's finalizer) while their sandboxes cannot be removed, and once
+// the restarted bridge has removed them from the returned agent the pods go
+// and nothing is left behind.
+func TestFaultVKKilledWithRemovalsPending(t *testing.T) {
+	needFleet(t)
+	cleanupGroup(t, "pending")
+	restore(t, "agent-1", "vk-titus")
+	var pods []*corev1.Pod
+	for i := range 5 {
+		pods = append(pods, create(t, onAgent(faultPod(fmt.Sprintf("pending-%d", i), "pending", "exit 0"), 1)))
+	}
+	for _, p := range pods {
+		done := waitPod(t, p.Name, time.Minute, "Succeeded", phaseIs(corev1.PodSucceeded))
+		if !slices.Contains(done.Finalizers, provider.Finalizer) {
+			t.Fatalf("pod %s lacks the bridge's finalizer: %v", p.Name, done.Finalizers)
+		}
+	}
+	uids := podUIDsOf(pods...)
+	if err := env.Kill("agent-1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods {
+		if err := client.CoreV1().Pods(ns).Delete(context.Background(), p.Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(3 * time.Second) // a few REMOVE attempts
+	for _, p := range pods {
+		got, err := client.CoreV1().Pods(ns).Get(context.Background(), p.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("pod %s left the API before its sandbox was removed: %v", p.Name, err)
+		}
+		if got.DeletionTimestamp == nil {
+			t.Fatalf("pod %s not being deleted", p.Name)
+		}
+	}
+	if err := env.Kill("vk-titus"); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Start("vk-titus"); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Start("agent-1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods {
+		waitGone(t, p.Name, 3*time.Minute)
+	}
 	checkNoOrphan(t, uids, time.Minute)
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -429,7 +430,7 @@ func TestRemoveWaitsForTheAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := wait(t, p, "kept", "Succeeded", phase(corev1.PodSucceeded))
-	if !hasFinalizer(done) {
+	if !slices.Contains(done.Finalizers, Finalizer) {
 		t.Fatalf("the published pod lacks the finalizer: %v", done.Finalizers)
 	}
 	w.away.Store(true)

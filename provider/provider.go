@@ -32,6 +32,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -269,7 +270,7 @@ func (p *Provider) DeletePod(ctx context.Context, pod *corev1.Pod) error {
 // the bridge's finalizer waits for it; a pod the bridge never marked (from an
 // earlier version) is the sweep's when it leaves the API.
 func (p *Provider) PodDeleting(pod *corev1.Pod) {
-	if !hasFinalizer(pod) {
+	if !slices.Contains(pod.Finalizers, Finalizer) {
 		return
 	}
 	if rec := p.recordOf(pod.UID); rec != nil {

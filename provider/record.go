@@ -2,6 +2,7 @@ package provider
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -191,7 +192,7 @@ func (r *podRecord) podWithStatus() *corev1.Pod {
 	if r.shownState != "" {
 		pod.Annotations[translate.AnnotationState] = string(r.shownState)
 	}
-	if pod.DeletionTimestamp == nil && !hasFinalizer(pod) {
+	if pod.DeletionTimestamp == nil && !slices.Contains(pod.Finalizers, Finalizer) {
 		// The pod object stays until the bridge released it: the status
 		// write carries the finalizer (pods/status takes metadata), so it
 		// costs no write of its own. The API server refuses a new finalizer
@@ -206,15 +207,6 @@ func (r *podRecord) podWithStatus() *corev1.Pod {
 // pod left on the agent (its pod record released): a bridge that restarts
 // meanwhile still finds the pod, and with it the sandboxes to remove.
 const Finalizer = "vk-titus.io/sandboxes"
-
-func hasFinalizer(pod *corev1.Pod) bool {
-	for _, f := range pod.Finalizers {
-		if f == Finalizer {
-			return true
-		}
-	}
-	return false
-}
 
 // refreshStatus recomputes the status from the containers' states; it
 // reports whether anything a client could see changed.

@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/sirupsen/logrus"
 	corev1 "k8s.io/api/core/v1"
@@ -92,7 +93,7 @@ func ForgetNode(ctx context.Context, pods corev1client.PodsGetter, node string) 
 		}
 		for i := range list.Items {
 			pod := &list.Items[i]
-			if !hasFinalizer(pod) {
+			if !slices.Contains(pod.Finalizers, Finalizer) {
 				continue
 			}
 			_, err := unfinalize(ctx, pods, podRef{pod.Namespace, pod.Name, pod.UID})
