@@ -61,13 +61,13 @@ func TestRoundTripDerivedAnnotation(t *testing.T) {
 	}
 }
 
-// A legacy spec carries fields the derivation never produces; they must
-// reach the agent exactly as written.
+// A legacy spec carries fields the derivation never produces; with a pod
+// spec that grants them, they must reach the agent exactly as written.
 func TestUserAnnotationSurvivesByteForByte(t *testing.T) {
-	user := userContainerInfo()
+	user := admittedUserContainerInfo()
 	ann, orig := rawEncode(t, user)
 
-	pod := testPod()
+	pod := privilegedTestPod()
 	pod.Annotations[AnnotationContainerInfo] = "\n  " + ann + "\n" // tolerated whitespace
 	ls, out, err := PodLaunches(pod, newResolver())
 	if err != nil {
@@ -103,8 +103,8 @@ func TestUserAnnotationSurvivesByteForByte(t *testing.T) {
 		t.Errorf("launch ContainerInfo differs from the annotation outside volumes:\n%v", c)
 	}
 	// The config map reference became one VALUE volume per key, in key order;
-	// the docker volume is untouched.
-	want := []string{"/etc/app/app.yaml", "/etc/app/log.level", "/data"}
+	// the host path is untouched.
+	want := []string{"/etc/app/app.yaml", "/etc/app/log.level", "/var/log/host"}
 	if got := containerPaths(c); strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("volumes %v, want %v", got, want)
 	}
@@ -112,7 +112,7 @@ func TestUserAnnotationSurvivesByteForByte(t *testing.T) {
 		t.Errorf("app.yaml not resolved: %v", s)
 	}
 	if !c.Volumes[2].Equal(&user.Volumes[1]) {
-		t.Errorf("docker volume changed: %v", c.Volumes[2])
+		t.Errorf("host path volume changed: %v", c.Volumes[2])
 	}
 	// Resolution happened in a copy.
 	if user.Volumes[0].Source.Secret.Type != mesos.Secret_REFERENCE {

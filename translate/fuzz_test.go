@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
+	"strings"
 	"testing"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
@@ -144,30 +144,75 @@ func appendVarint(b []byte, v uint64) []byte {
 // The committed corpus must hold every seed, unchanged; with
 // VKT_WRITE_FUZZ_SEEDS=1 the test rewrites it first.
 func TestFuzzSeedsCommitted(t *testing.T) {
-	dir := filepath.Join("testdata", "fuzz", "FuzzDecodeContainerInfo")
+	seeds := fuzzSeeds(t)
+	entries := make([]corpusEntry, len(seeds))
+	for i, s := range seeds {
+		entries[i] = corpusEntry{s.name, []any{s.text}}
+	}
+	checkCorpus(t, "FuzzDecodeContainerInfo", entries)
+	for _, s := range seeds {
+		if _, err := DecodeContainerInfo(s.text); s.accept != (err == nil) {
+			t.Errorf("seed %s: err = %v", s.name, err)
+		}
+	}
+}
+
+// corpusEntry is one committed seed of a fuzz target: its file name and
+// the target's arguments.
+type corpusEntry struct {
+	name string
+	args []any
+}
+
+// checkCorpus asserts that testdata/fuzz/<target> holds every entry as go
+// test writes it, unchanged, after rewriting them when
+// VKT_WRITE_FUZZ_SEEDS is set.
+func checkCorpus(t *testing.T, target string, entries []corpusEntry) {
+	t.Helper()
+	dir := filepath.Join("testdata", "fuzz", target)
 	write := os.Getenv("VKT_WRITE_FUZZ_SEEDS") != ""
 	if write {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for _, s := range fuzzSeeds(t) {
+	for _, e := range entries {
+		want := encodeCorpusEntry(t, e.args)
+		file := filepath.Join(dir, e.name)
 		if write {
-			body := fmt.Sprintf("go test fuzz v1\nstring(%s)\n", strconv.Quote(s.text))
-			if err := os.WriteFile(filepath.Join(dir, s.name), []byte(body), 0o644); err != nil {
+			if err := os.WriteFile(file, []byte(want), 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}
-		b, err := os.ReadFile(filepath.Join(dir, s.name))
+		b, err := os.ReadFile(file)
 		if err != nil {
-			t.Errorf("seed %s: %v", s.name, err)
+			t.Errorf("seed %s: %v", e.name, err)
 			continue
 		}
-		if want := fmt.Sprintf("go test fuzz v1\nstring(%s)\n", strconv.Quote(s.text)); string(b) != want {
-			t.Errorf("seed %s is stale: regenerate with VKT_WRITE_FUZZ_SEEDS=1", s.name)
-		}
-		if _, err := DecodeContainerInfo(s.text); s.accept != (err == nil) {
-			t.Errorf("seed %s: err = %v", s.name, err)
+		if string(b) != want {
+			t.Errorf("seed %s of %s is stale: regenerate with VKT_WRITE_FUZZ_SEEDS=1", e.name, target)
 		}
 	}
+}
+
+// encodeCorpusEntry writes arguments as go test writes a corpus file
+// (internal/fuzz/encoding.go).
+func encodeCorpusEntry(t *testing.T, args []any) string {
+	var b strings.Builder
+	b.WriteString("go test fuzz v1\n")
+	for _, a := range args {
+		switch v := a.(type) {
+		case string:
+			fmt.Fprintf(&b, "string(%q)\n", v)
+		case []byte:
+			fmt.Fprintf(&b, "[]byte(%q)\n", v)
+		case uint16:
+			fmt.Fprintf(&b, "uint16(%d)\n", v)
+		case byte:
+			fmt.Fprintf(&b, "byte(%q)\n", v)
+		default:
+			t.Fatalf("corpus argument of type %T", a)
+		}
+	}
+	return b.String()
 }

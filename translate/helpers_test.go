@@ -197,6 +197,38 @@ func userContainerInfo() *mesos.ContainerInfo {
 	}
 }
 
+// admittedUserContainerInfo is userContainerInfo without what the policy
+// refuses outright (CNI networks, Docker volumes), and with a host path the
+// spec of privilegedTestPod mounts.
+func admittedUserContainerInfo() *mesos.ContainerInfo {
+	ci := userContainerInfo()
+	ci.NetworkInfos = nil
+	ci.Volumes[1] = mesos.Volume{
+		Mode:          mesos.RO.Enum(),
+		ContainerPath: "/var/log/host",
+		Source: &mesos.Volume_Source{
+			Type:     mesos.Volume_Source_HOST_PATH,
+			HostPath: &mesos.Volume_Source_HostPath{Path: "/var/log"},
+		},
+	}
+	return ci
+}
+
+// privilegedTestPod is testPod with the spec that grants what
+// admittedUserContainerInfo asks for: the same image, privileged (so
+// every capability and docker parameter), the host's PID namespace and
+// host port 31000.
+func privilegedTestPod() *corev1.Pod {
+	pod := testPod()
+	yes := true
+	pod.Spec.HostPID = true
+	web := &pod.Spec.Containers[0]
+	web.Image = userContainerInfo().Docker.Image
+	web.SecurityContext = &corev1.SecurityContext{Privileged: &yes}
+	web.Ports = []corev1.ContainerPort{{ContainerPort: 8080, HostPort: 31000}}
+	return pod
+}
+
 // rawEncode marshals without the package's validation, as a foreign tool would.
 func rawEncode(t testing.TB, ci *mesos.ContainerInfo) (string, []byte) {
 	t.Helper()

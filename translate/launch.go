@@ -9,6 +9,7 @@ import (
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // defaultKillGrace is Kubernetes' default terminationGracePeriodSeconds.
@@ -47,15 +48,23 @@ type Resolver interface {
 // returned annotation is "". Commands, resources and the kill grace always
 // come from the pod spec.
 //
+// Every launch, annotated or derived, passes the policy (policy.go) before
+// any secret is read: it never grants its container more than the pod spec
+// does, and a field that would is refused with a *PolicyError.
+//
 // Errors wrapping ErrInvalidSpec mean the pod can never run as written (an
-// invalid annotation, an unsupported volume): fail it. Other errors (a
-// config map not found yet, a resolver failure) may heal: retry.
+// invalid annotation, a field the policy refuses, an unsupported volume):
+// fail it. Other errors (a config map not found yet, a resolver failure)
+// may heal: retry.
 func PodLaunches(pod *corev1.Pod, r Resolver) (launches []Launch, annotation string, err error) {
 	if pod == nil {
 		return nil, "", invalidf("pod is nil")
 	}
 	if len(pod.Spec.Containers) == 0 {
 		return nil, "", invalidf("pod %s/%s has no containers", pod.Namespace, pod.Name)
+	}
+	if err := checkNames(pod); err != nil {
+		return nil, "", err
 	}
 	vols, err := checkPodVolumes(pod)
 	if err != nil {
@@ -67,12 +76,16 @@ func PodLaunches(pod *corev1.Pod, r Resolver) (launches []Launch, annotation str
 	}
 
 	grace := KillGrace(pod)
+	pol := &policy{pod: pod, vols: vols}
 	rs := &resolver{pod: pod, r: r}
 	launches = make([]Launch, 0, len(pod.Spec.InitContainers)+len(pod.Spec.Containers))
 	add := func(c *corev1.Container, init bool, ci *mesos.ContainerInfo) error {
 		cmd, err := commandInfo(pod, c)
 		if err != nil {
 			return err
+		}
+		if err := pol.check(c, ci, cmd); err != nil {
+			return fmt.Errorf("container %q: %w", c.Name, err)
 		}
 		resolved, err := rs.resolveVolumes(ci)
 		if err != nil {
@@ -152,7 +165,44 @@ func deriveContainerInfo(pod *corev1.Pod, c *corev1.Container, vols map[string]*
 	if c.TTY {
 		ci.TTYInfo = &mesos.TTYInfo{}
 	}
+	// The same rules as for an annotation, so that no container, annotated
+	// or not, reaches the agent in a shape the master would refuse.
+	if err := validateContainerInfo(ci); err != nil {
+		return nil, fmt.Errorf("container %q: %w", c.Name, err)
+	}
 	return ci, nil
+}
+
+// checkNames holds container and volume names to the API server's rule
+// (DNS-1123 labels, unique): container ids and sandbox paths are built from
+// them, so a name with '/' or '..' in it, or a second container of the same
+// name, would alias another container's or another volume's.
+func checkNames(pod *corev1.Pod) error {
+	seen := make(map[string]bool, len(pod.Spec.InitContainers)+len(pod.Spec.Containers))
+	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for i := range cs {
+			name := cs[i].Name
+			if errs := validation.IsDNS1123Label(name); len(errs) > 0 {
+				return invalidf("container name %q: %s", name, strings.Join(errs, "; "))
+			}
+			if seen[name] {
+				return invalidf("container name %q is used twice", name)
+			}
+			seen[name] = true
+		}
+	}
+	vols := make(map[string]bool, len(pod.Spec.Volumes))
+	for i := range pod.Spec.Volumes {
+		name := pod.Spec.Volumes[i].Name
+		if errs := validation.IsDNS1123Label(name); len(errs) > 0 {
+			return invalidf("volume name %q: %s", name, strings.Join(errs, "; "))
+		}
+		if vols[name] {
+			return invalidf("volume name %q is used twice", name)
+		}
+		vols[name] = true
+	}
+	return nil
 }
 
 // podHostname is the kubelet's rule: spec.hostname, else the pod name cut

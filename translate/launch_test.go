@@ -2,6 +2,7 @@ package translate
 
 import (
 	"errors"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -27,6 +28,7 @@ func onePod(c corev1.Container) *corev1.Pod {
 
 func launchOf(t *testing.T, pod *corev1.Pod) Launch {
 	t.Helper()
+	assertRoundTrip(t, pod)
 	ls, _, err := PodLaunches(pod, newResolver())
 	if err != nil {
 		t.Fatalf("PodLaunches: %v", err)
@@ -178,6 +180,10 @@ func TestResources(t *testing.T) {
 		{"zero limit falls back", corev1.ResourceRequirements{Requests: rl("cpu", "300m"), Limits: rl("cpu", "0")}, map[string]float64{"cpus": 0.3, "mem": 32}},
 		{"disk and gpus", corev1.ResourceRequirements{Limits: rl("ephemeral-storage", "2Gi", "nvidia.com/gpu", "2"), Requests: rl("memory", "256Mi")},
 			map[string]float64{"cpus": 0.1, "mem": 256, "disk": 2048, "gpus": 2}},
+		// Past int64 millicores the count would overflow (negative cpus): held
+		// at the largest instead, for the agent to refuse.
+		{"huge limit held, never negative", corev1.ResourceRequirements{Limits: rl("cpu", "9223372036854775807", "memory", "100E")},
+			map[string]float64{"cpus": float64(math.MaxInt64) / 1000, "mem": math.Ceil(float64(math.MaxInt64) / mib)}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -31,7 +31,7 @@ type containerAmounts struct {
 func amountsOf(c *corev1.Container) containerAmounts {
 	a := containerAmounts{cpus: defaultCPUs, memMB: defaultMemMB}
 	if q, ok := pick(c.Resources, corev1.ResourceCPU); ok {
-		a.cpus = float64(q.MilliValue()) / 1000
+		a.cpus = toCPUs(q)
 	}
 	if q, ok := pick(c.Resources, corev1.ResourceMemory); ok {
 		a.memMB = toMB(q)
@@ -40,7 +40,7 @@ func amountsOf(c *corev1.Container) containerAmounts {
 		a.diskMB = toMB(q)
 	}
 	if q, ok := pick(c.Resources, resourceNvidiaGPU); ok {
-		a.gpus = float64(q.Value())
+		a.gpus = float64(scaled(q, 0))
 	}
 	return a
 }
@@ -60,7 +60,23 @@ func pick(rr corev1.ResourceRequirements, name corev1.ResourceName) (resource.Qu
 // toMB rounds up to whole MiB: Mesos counts mem and disk in megabytes, and
 // rounding down could leave a container below what it asked for.
 func toMB(q resource.Quantity) float64 {
-	return math.Ceil(float64(q.Value()) / mib)
+	return math.Ceil(float64(scaled(q, 0)) / mib)
+}
+
+// toCPUs counts cores to the millicore, rounded up as Kubernetes does.
+func toCPUs(q resource.Quantity) float64 {
+	return float64(scaled(q, resource.Milli)) / 1000
+}
+
+// scaled is q in units of 10^scale, rounded up, held at MaxInt64 for
+// quantities beyond it: ScaledValue overflows there, and a huge limit
+// must not turn negative (Mesos refuses what no agent has; that is the
+// agent's answer to give).
+func scaled(q resource.Quantity, scale resource.Scale) int64 {
+	if q.Cmp(*resource.NewScaledQuantity(math.MaxInt64, scale)) >= 0 {
+		return math.MaxInt64
+	}
+	return q.ScaledValue(scale)
 }
 
 func (a containerAmounts) resources() []mesos.Resource {
@@ -112,7 +128,7 @@ func PodResources(pod *corev1.Pod) (cpus, memMB, diskMB, gpus float64) {
 	total := apps.max(peakInit)
 	if oh := pod.Spec.Overhead; oh != nil {
 		if q, ok := oh[corev1.ResourceCPU]; ok {
-			total.cpus += float64(q.MilliValue()) / 1000
+			total.cpus += toCPUs(q)
 		}
 		if q, ok := oh[corev1.ResourceMemory]; ok {
 			total.memMB += toMB(q)

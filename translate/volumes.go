@@ -354,22 +354,40 @@ func (rs *resolver) resolveVolumes(ci *mesos.ContainerInfo) (*mesos.ContainerInf
 	return &out, nil
 }
 
+// splitReference cuts a secret reference name into its kind and the rest,
+// and reports whether the kind is one this package resolves.
+func splitReference(name string) (kind, rest string, ours bool) {
+	kind, rest, ok := strings.Cut(name, ":")
+	return kind, rest, ok && (kind == refConfigMap || kind == refSecret || kind == refDownward)
+}
+
+// parseObjectReference reads the "<namespace>/<name>[?optional]" of a
+// configmap: or secret: reference.
+func parseObjectReference(rest string) (ns, name string, optional bool, err error) {
+	rest, optional = strings.CutSuffix(rest, refOptional)
+	ns, name, ok := strings.Cut(rest, "/")
+	if !ok || ns == "" || name == "" {
+		return "", "", false, fmt.Errorf("malformed reference %q: want <namespace>/<name>", rest)
+	}
+	return ns, name, optional, nil
+}
+
 // ownReference returns the secret reference of v when its name is one this
-// package resolves; other references are left for the agent.
+// package resolves. The policy has refused every other reference before
+// resolution.
 func ownReference(v mesos.Volume) *mesos.Secret_Reference {
 	s := v.Source
 	if s == nil || s.Type != mesos.Volume_Source_SECRET || s.Secret == nil || s.Secret.Type != mesos.Secret_REFERENCE || s.Secret.Reference == nil {
 		return nil
 	}
-	kind, _, ok := strings.Cut(s.Secret.Reference.Name, ":")
-	if !ok || (kind != refConfigMap && kind != refSecret && kind != refDownward) {
+	if _, _, ours := splitReference(s.Secret.Reference.Name); !ours {
 		return nil
 	}
 	return s.Secret.Reference
 }
 
 func (rs *resolver) resolve(v mesos.Volume, ref *mesos.Secret_Reference) ([]mesos.Volume, error) {
-	kind, rest, _ := strings.Cut(ref.Name, ":")
+	kind, rest, _ := splitReference(ref.Name)
 	if kind == refDownward {
 		val, err := downwardValue(rs.pod, rest)
 		if err != nil {
@@ -377,14 +395,13 @@ func (rs *resolver) resolve(v mesos.Volume, ref *mesos.Secret_Reference) ([]meso
 		}
 		return []mesos.Volume{valueVolume(v, v.ContainerPath, []byte(val))}, nil
 	}
-	rest, optional := strings.CutSuffix(rest, refOptional)
-	ns, name, ok := strings.Cut(rest, "/")
-	if !ok || ns == "" || name == "" {
-		return nil, invalidf("malformed reference %q", ref.Name)
+	ns, name, optional, err := parseObjectReference(rest)
+	if err != nil {
+		return nil, invalidf("%v", err)
 	}
 	if ns != rs.pod.Namespace {
-		// The annotation is user-written: never let it reach into another
-		// namespace's secrets.
+		// The policy refuses this first; checked again where the secret is
+		// read, because a slip here would hand out another namespace's data.
 		return nil, invalidf("reference %q points outside the pod's namespace %q", ref.Name, rs.pod.Namespace)
 	}
 	obj, err := rs.fetch(kind, ns, name)

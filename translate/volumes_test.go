@@ -193,6 +193,7 @@ func TestVolumeTable(t *testing.T) {
 			pod.Labels = map[string]string{"app": "web"}
 			pod.Annotations = map[string]string{"b": "x y", "a": "1"}
 			pod.Spec.NodeName, pod.Spec.ServiceAccountName, pod.Status.PodIP = "node-1", "sa", "10.0.0.7"
+			assertRoundTrip(t, pod)
 			ls, ann, err := PodLaunches(pod, newResolver())
 			if err != nil {
 				t.Fatalf("PodLaunches: %v", err)
@@ -289,45 +290,34 @@ func TestResolverFailures(t *testing.T) {
 	}
 }
 
-// The annotation is user-written: its references must stay in the pod's
-// namespace, and references this package does not own go to the agent.
+// References in an annotation that the policy lets through (see
+// policy_test.go for those it refuses) resolve as derived ones do.
 func TestAnnotationReferences(t *testing.T) {
 	ref := func(name string) mesos.Volume {
 		return mesos.Volume{Mode: mesos.RO.Enum(), ContainerPath: "/r", Source: &mesos.Volume_Source{
 			Type: mesos.Volume_Source_SECRET, Secret: &mesos.Secret{Type: mesos.Secret_REFERENCE, Reference: &mesos.Secret_Reference{Name: name}},
 		}}
 	}
-	withVolumes := func(vs ...mesos.Volume) *corev1.Pod {
-		ci := &mesos.ContainerInfo{Type: mesos.ContainerInfo_MESOS.Enum(), Volumes: vs}
-		ann, err := EncodeContainerInfo(ci)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pod := onePod(corev1.Container{})
-		pod.Annotations = map[string]string{AnnotationContainerInfo: ann}
-		return pod
+	pod := onePod(corev1.Container{Env: []corev1.EnvVar{{Name: "PW", ValueFrom: &corev1.EnvVarSource{
+		SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "db-creds"}, Key: "password"},
+	}}}})
+	ci := &mesos.ContainerInfo{
+		Type:    mesos.ContainerInfo_MESOS.Enum(),
+		Mesos:   &mesos.ContainerInfo_MesosInfo{Image: &mesos.Image{Type: mesos.Image_DOCKER.Enum(), Docker: &mesos.Image_Docker{Name: pod.Spec.Containers[0].Image}}},
+		Volumes: []mesos.Volume{ref("secret:team/db-creds?optional"), ref("downward:metadata.name")},
 	}
-
-	_, _, err := PodLaunches(withVolumes(ref("secret:other-team/db-creds")), newResolver())
-	if !errors.Is(err, ErrInvalidSpec) || !strings.Contains(err.Error(), "outside the pod's namespace") {
-		t.Errorf("cross-namespace reference: %v", err)
-	}
-	_, _, err = PodLaunches(withVolumes(ref("configmap:team")), newResolver())
-	if !errors.Is(err, ErrInvalidSpec) {
-		t.Errorf("malformed reference: %v", err)
-	}
-	_, _, err = PodLaunches(withVolumes(ref("downward:spec.containers[0].image")), newResolver())
-	if !errors.Is(err, ErrInvalidSpec) {
-		t.Errorf("unsupported downward reference: %v", err)
-	}
-
-	ls, _, err := PodLaunches(withVolumes(ref("vault:prod/db"), ref("secret:team/db-creds?optional")), newResolver())
+	ann, err := EncodeContainerInfo(ci)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sameLines(t, "foreign reference kept, own resolved", describeAll(ls[0].Container.Volumes), []string{
-		`/r RO ref:vault:prod/db#`,
+	pod.Annotations = map[string]string{AnnotationContainerInfo: ann}
+	ls, _, err := PodLaunches(pod, newResolver())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameLines(t, "references resolved", describeAll(ls[0].Container.Volumes), []string{
 		`/r/password RO value:"hunter2-s3cret"`,
 		`/r/username RO value:"app"`,
+		`/r RO value:"p"`,
 	})
 }
