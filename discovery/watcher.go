@@ -21,6 +21,8 @@ import (
 	"github.com/mesos/mesos-go/api/v1/lib/master"
 	"github.com/mesos/mesos-go/api/v1/lib/master/calls"
 	"github.com/sirupsen/logrus"
+
+	"github.com/vk-titus/vk-titus/legacy/mesosauth"
 )
 
 // BridgeContainerPrefix starts the id of every container the bridge
@@ -162,6 +164,13 @@ type AgentWatcherConfig struct {
 	FailoverGrace time.Duration
 	// Logger; default: discard.
 	Logger logrus.FieldLogger
+	// Credential is sent as HTTP Basic authentication on every operator
+	// call, for masters started with --authenticate_http_readwrite or
+	// --authenticate_http_readonly. Nil: none.
+	Credential *mesosauth.Credential
+	// CredentialFlag names where Credential comes from in a 401's error
+	// (default "--mesos-credentials").
+	CredentialFlag string
 }
 
 // AgentWatcher polls the leading master's GET_AGENTS and GET_TASKS and
@@ -200,6 +209,8 @@ type masterClient struct {
 	sender   calls.Sender
 	location *string // Location of the last 307, for fixed-URL masters
 	mu       *sync.Mutex
+	// unauthorized is the error a 401 from this master stands for.
+	unauthorized error
 }
 
 // NewAgentWatcher starts watching. Subscribe to hear about changes.
@@ -212,6 +223,9 @@ func NewAgentWatcher(cfg AgentWatcherConfig) (*AgentWatcher, error) {
 	}
 	if cfg.FailoverGrace <= 0 {
 		cfg.FailoverGrace = 30 * time.Second
+	}
+	if cfg.CredentialFlag == "" {
+		cfg.CredentialFlag = "--mesos-credentials"
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -419,12 +433,14 @@ func (w *AgentWatcher) client(base string) *masterClient {
 	if c := w.senders[base]; c != nil {
 		return c
 	}
-	mc := &masterClient{location: new(string), mu: &sync.Mutex{}}
+	mc := &masterClient{location: new(string), mu: &sync.Mutex{},
+		unauthorized: mesosauth.Unauthorized("master "+hostOf(base), w.cfg.CredentialFlag, w.cfg.Credential)}
 	cli := httpcli.New(
 		httpcli.Endpoint(base+"/api/v1"),
 		httpcli.Do(httpcli.With(
 			httpcli.Timeout(w.cfg.CallTimeout),
 			httpcli.Transport(func(t *http.Transport) { t.MaxIdleConnsPerHost = 2 }),
+			httpcli.WrapRoundTripper(w.cfg.Credential.Wrap),
 		)),
 		// mesos-go turns a 307 into CodeNotLeader and drops the Location; keep
 		// it, so a fixed-URL watcher can go straight to the leader.
@@ -453,6 +469,10 @@ func (w *AgentWatcher) call(ctx context.Context, mc *masterClient, c *master.Cal
 		defer res.Close()
 	}
 	if err != nil {
+		if apierrors.CodeNotAuthenticated.Matches(err) {
+			// Asking again cannot help: poll says so once per interval.
+			return nil, fmt.Errorf("%s: %w", c.Type, mc.unauthorized)
+		}
 		return nil, fmt.Errorf("%s: %w", c.Type, err)
 	}
 	var out master.Response
@@ -582,6 +602,14 @@ func (w *AgentWatcher) fetch(ctx context.Context, base string) (masterID string,
 	// registries just like a new one.
 	gm := m.GetGetMaster()
 	return fmt.Sprintf("%s/%.6f", gm.GetMasterInfo().GetID(), gm.GetElectedTime()), agents, tasks, nil
+}
+
+// hostOf is base's host:port, as errors name the master.
+func hostOf(base string) string {
+	if u, err := url.Parse(base); err == nil && u.Host != "" {
+		return u.Host
+	}
+	return base
 }
 
 // baseOf turns a redirect Location ("//host:port/api/v1" as Mesos writes

@@ -36,16 +36,20 @@ type runningMaster struct {
 	url string
 }
 
-func runMaster(t *testing.T, id, zk string) *runningMaster {
+func runMaster(t *testing.T, id, zk string, mod ...func(*master.Config)) *runningMaster {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := master.New(master.Config{
+	cfg := master.Config{
 		Listen: ln.Addr().String(), ZK: zk, ID: id, AgentTimeout: 2 * time.Second,
 		ZKSessionTimeout: 4 * time.Second, KillGrace: time.Second, Logger: logger(id),
-	})
+	}
+	for _, f := range mod {
+		f(&cfg)
+	}
+	m, err := master.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,17 +69,21 @@ type runningAgent struct {
 	stop func() // stops heartbeating
 }
 
-func runAgent(t *testing.T, id, masterURL, resources string) *runningAgent {
+func runAgent(t *testing.T, id, masterURL, resources string, mod ...func(*agent.Config)) *runningAgent {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := agent.New(agent.Config{
+	cfg := agent.Config{
 		WorkDir: t.TempDir(), Listen: ln.Addr().String(), AgentID: id, Resources: resources,
 		Attributes: "zone:" + id, Logger: logger(id), Master: masterURL,
 		HeartbeatInterval: 300 * time.Millisecond,
-	})
+	}
+	for _, f := range mod {
+		f(&cfg)
+	}
+	a, err := agent.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,8 @@
 package agent
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/user"
@@ -16,6 +14,8 @@ import (
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"github.com/sirupsen/logrus"
+
+	"github.com/vk-titus/vk-titus/legacy/mesosauth"
 )
 
 // Version is reported by GET_VERSION.
@@ -28,10 +28,12 @@ type Agent struct {
 	log         logrus.FieldLogger
 	info        mesos.AgentInfo
 	catalog     *Catalog
-	workDir     string // absolute, symlinks resolved
-	sandboxRoot string // workDir/sandboxes
-	trashRoot   string // workDir/.trash: sandboxes being deleted
-	devNull     *os.File
+	workDir     string   // absolute, symlinks resolved
+	sandboxRoot string   // workDir/sandboxes
+	trashRoot   string   // workDir/.trash: sandboxes being deleted
+	devNull     *os.File // the process's shared /dev/null
+	reaper      *procReaper
+	auth        *mesosauth.Authenticator // nil: the operator API is open
 	selfUser    string
 	selfUID     string
 	started     time.Time
@@ -41,16 +43,10 @@ type Agent struct {
 	byPid      map[int]*container
 	closed     bool
 
-	// launchers hold forkMu for reading from fork until the pid is in byPid;
-	// the reaper takes it for writing before deciding a pid is not ours, so a
-	// child that exits instantly is never mistaken for a stranger's.
-	forkMu  sync.RWMutex
 	spawnSl chan struct{}
 
-	kick       chan struct{}
-	stop       chan struct{}
-	reaperDone chan struct{}
-	closeOnce  sync.Once
+	stop      chan struct{}
+	closeOnce sync.Once
 
 	// Recovery (Config.Recover set; recover_linux.go). sup is fixed after
 	// New; watchConn is guarded by mu. llog is set in both modes.
@@ -138,6 +134,10 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
+	auth, err := mesosauth.NewAuthenticator(cfg.HTTPAuth)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
 	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
 		return nil, fmt.Errorf("agent: work dir: %w", err)
 	}
@@ -152,13 +152,12 @@ func New(cfg Config) (*Agent, error) {
 		workDir:     workDir,
 		sandboxRoot: filepath.Join(workDir, "sandboxes"),
 		trashRoot:   filepath.Join(workDir, ".trash"),
+		auth:        auth,
 		started:     time.Now(),
 		containers:  map[string]*container{},
 		byPid:       map[int]*container{},
 		spawnSl:     make(chan struct{}, cfg.MaxConcurrentSpawns),
-		kick:        make(chan struct{}, 1),
 		stop:        make(chan struct{}),
-		reaperDone:  make(chan struct{}),
 	}
 	for _, d := range []string{a.sandboxRoot, a.trashRoot} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -181,8 +180,7 @@ func New(cfg Config) (*Agent, error) {
 		a.log.WithFields(logrus.Fields{"soft": cur, "hard": max}).Debug("RLIMIT_NOFILE")
 	}
 	// One shared /dev/null for every container's stdin.
-	a.devNull, err = os.OpenFile(os.DevNull, os.O_RDONLY, 0)
-	if err != nil {
+	if a.devNull, err = sharedDevNull(); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	id := mesos.AgentID{Value: cfg.AgentID}
@@ -195,21 +193,19 @@ func New(cfg Config) (*Agent, error) {
 		ID:         &id,
 	}
 	if a.llog, err = openLaunchLog(workDir); err != nil {
-		a.devNull.Close()
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	go a.reaper() // in supervised mode it reaps exec sessions only
+	a.reaper = theReaper() // in supervised mode it reaps exec sessions only
 	if cfg.Recover != RecoverNone {
 		if err := a.startSupervised(); err != nil {
 			close(a.stop)
-			a.wake()
-			a.devNull.Close()
 			a.llog.close()
 			return nil, err
 		}
 	}
 	a.log.WithFields(logrus.Fields{
 		"agent_id": cfg.AgentID, "work_dir": workDir, "hostname": cfg.Hostname, "port": port,
+		"http_auth": cfg.HTTPAuth.String(),
 	}).Info("reference agent ready")
 	return a, nil
 }
@@ -221,8 +217,8 @@ func (a *Agent) Handler() http.Handler { return http.HandlerFunc(a.serveHTTP) }
 func (a *Agent) AgentInfo() mesos.AgentInfo { return a.info }
 
 // Close stops the agent. Without recovery it kills every container's
-// process group with SIGKILL, waits briefly for the exits to be reaped and
-// stops the reaper: a restarted agent starts empty, as a Mesos agent without
+// process group with SIGKILL and waits briefly for the exits to be reaped:
+// a restarted agent starts empty, as a Mesos agent without
 // recovery. With recovery (Config.Recover) the containers keep running
 // under their supervisor, as a Mesos agent leaves them on a graceful stop,
 // for the next agent on this work dir to recover; exec sessions end.
@@ -256,8 +252,6 @@ func (a *Agent) Close() error {
 			}
 		}
 		close(a.stop)
-		a.wake()
-		a.devNull.Close()
 		if watch != nil {
 			watch.Close()
 		}
@@ -269,140 +263,7 @@ func (a *Agent) Close() error {
 	return nil
 }
 
-// Run listens on cfg.Listen and serves until ctx is done, registered with
-// cfg.Master when one is set; then it closes the agent (killing its
-// containers) and shuts the server down.
-func Run(ctx context.Context, cfg Config) error {
-	if cfg.Listen == "" {
-		cfg.Listen = DefaultListen
-	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return err
-	}
-	if cfg.Port == 0 {
-		cfg.Port = int32(ln.Addr().(*net.TCPAddr).Port)
-	}
-	a, err := New(cfg)
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	handler := a.Handler()
-	regCtx, stopReg := context.WithCancel(ctx)
-	regDone := make(chan struct{})
-	if cfg.Master == "" {
-		close(regDone)
-	} else {
-		reg, err := a.NewRegistrar()
-		if err != nil {
-			stopReg()
-			ln.Close()
-			a.Close()
-			return err
-		}
-		handler = reg.Wrap(handler)
-		go func() {
-			defer close(regDone)
-			if err := reg.Run(regCtx); err != nil {
-				a.log.WithError(err).Error("registration stopped")
-			}
-		}()
-	}
-	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		// No write timeout: WAIT_CONTAINER is a long poll.
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	a.log.WithFields(logrus.Fields{"listen": ln.Addr().String(), "master": cfg.Master}).Info("serving /api/v1")
-	select {
-	case err = <-errc:
-	case <-ctx.Done():
-		if cfg.Recover == RecoverNone {
-			a.log.Info("shutting down: killing containers")
-		} else {
-			a.log.Info("shutting down: containers keep running under the supervisor")
-		}
-	}
-	stopReg()
-	<-regDone
-	a.Close() // completes pending WAITs, so Shutdown does not hang on them
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if serr := srv.Shutdown(sctx); serr != nil {
-		srv.Close()
-	}
-	return err
-}
-
-func (a *Agent) wake() {
-	select {
-	case a.kick <- struct{}{}:
-	default:
-	}
-}
-
-// reaper is the only place children are waited for: one goroutine (one
-// thread blocked in waitid) for all containers, instead of a goroutine and a
-// pidfd per child.
-func (a *Agent) reaper() {
-	defer close(a.reaperDone)
-	backoff := time.Millisecond
-	for {
-		pid, err := peekExited()
-		if err == syscall.ECHILD {
-			select {
-			case <-a.stop:
-				return
-			case <-a.kick:
-			}
-			continue
-		}
-		if err != nil {
-			a.log.WithError(err).Error("waitid failed")
-			time.Sleep(100 * time.Millisecond)
-			continue
-		}
-		if a.reapOurs(pid, true) {
-			backoff = time.Millisecond
-			continue
-		}
-		// Wait for launches in flight to register their pids, then look again.
-		a.forkMu.Lock()
-		a.forkMu.Unlock() //nolint:staticcheck // used as a barrier
-		if a.reapOurs(pid, true) {
-			continue
-		}
-		// A child started by other code in this process. Leave it to its
-		// owner; until it is reaped waitid keeps returning it, so poll our
-		// own pids meanwhile.
-		a.log.WithField("pid", pid).Debug("exited child is not a container; leaving it to its owner")
-		select {
-		case <-a.stop:
-			return
-		case <-time.After(backoff):
-		}
-		if backoff < 100*time.Millisecond {
-			backoff *= 2
-		}
-		a.scanOurs()
-	}
-}
-
-func (a *Agent) scanOurs() {
-	a.mu.Lock()
-	pids := make([]int, 0, len(a.byPid))
-	for pid := range a.byPid {
-		pids = append(pids, pid)
-	}
-	a.mu.Unlock()
-	for _, pid := range pids {
-		a.reapOurs(pid, false)
-	}
-}
+func (a *Agent) wake() { a.reaper.wake() }
 
 // reapOurs records the exit of pid if it is a container leader that has
 // exited (known: waitid already said so). Everything happens under a.mu so
@@ -426,6 +287,7 @@ func (a *Agent) reapOurs(pid int, known bool) bool {
 		return false
 	}
 	delete(a.byPid, pid)
+	a.reaper.disown(pid)
 	if a.containers[c.id] == c { // a container, not an exec session
 		raw := int32(ws)
 		a.llog.exit(c.id, pid, &raw)

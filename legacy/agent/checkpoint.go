@@ -26,6 +26,15 @@ const (
 	launchLogFile     = "launches.log"
 )
 
+// supStarter serializes starting a supervisor among the agents that share
+// it (Config.Agents): agents that lose their supervisor together start
+// one, not one each, and none probes its lock while the one just started
+// is taking it. A single agent has one of its own.
+type supStarter struct {
+	mu        sync.Mutex
+	lastSpawn time.Time
+}
+
 // Recovery modes (Config.Recover, --recover).
 const (
 	RecoverNone      = ""          // in-process children, nothing survives the agent (library default)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,6 +14,8 @@ import (
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"github.com/sirupsen/logrus"
+
+	"github.com/vk-titus/vk-titus/legacy/mesosauth"
 )
 
 // Config describes one reference agent. Zero values are replaced by the
@@ -65,7 +68,153 @@ type Config struct {
 	// same but kills every checkpointed container at start. Needs
 	// MaybeSupervise at the start of main.
 	Recover string
+
+	// HTTPAuth is --authenticate_http_readonly, --authenticate_http_readwrite
+	// and --http_credentials: which operator calls need HTTP Basic
+	// credentials (doc.go has the mapping). Zero: none.
+	HTTPAuth mesosauth.Flags
+	// Credential is sent with every registration (--credential), for a
+	// master that demands authentication. Nil: none.
+	Credential *mesosauth.Credential
+
+	// Count is how many agents Run serves from this process (--count;
+	// default 1). Agents derives each one's config from the fields above.
+	Count int
+
+	// supRoot, when set, is the work dir of the supervisor this agent's
+	// containers run under, shared with the other agents of the process
+	// (Agents sets it; WorkDir is then a directory inside it). Empty: the
+	// agent's own WorkDir.
+	supRoot string
+	// supStart, shared by the agents of one supRoot, makes them start one
+	// supervisor between them, not one each.
+	supStart *supStarter
 }
+
+// MaxCount bounds Config.Count: every agent costs a listener, a supervisor
+// stream and a few descriptors, and the ports are base+i.
+const MaxCount = 4096
+
+// alternative picks agent i's entry of a "|"-separated list of
+// alternatives (Resources and Attributes): entry i mod their number.
+func alternative(s string, i int) string {
+	alts := strings.Split(s, "|")
+	return strings.TrimSpace(alts[i%len(alts)])
+}
+
+// Agents returns the configs of the agents Run serves, in index order.
+// Resources and Attributes may list "|"-separated alternatives: agent i
+// takes alternative i mod their number (with Count 1, the first). With
+// Count 1 (or 0) nothing else changes. With Count N > 1, agent i
+// (0 ≤ i < N) is:
+//
+//   - WorkDir <WorkDir>/agent-<i>, its own checkpoints, sandboxes, locks
+//     and launch log; one supervisor, rooted at WorkDir, runs every
+//     agent's containers.
+//   - Listen on the port of Listen + i (port 0: an ephemeral port each);
+//     Port, reported by GET_AGENT, is that listener's.
+//   - AgentID "<AgentID>-<i>", or without AgentID the default derived from
+//     the host name and its own port.
+//   - Endpoint (--advertise-url) with its port + i; it must name a port.
+//   - Attributes with agent_index:<i> added (the given set must not have
+//     agent_index).
+//   - Logger with the field agent=<agent id>.
+//
+// Hostname, Master, HeartbeatInterval, Recover, ImageCatalog, HTTPAuth and
+// Credential are the same for all.
+func (c Config) Agents() ([]Config, error) {
+	n := max(c.Count, 1)
+	if n > MaxCount {
+		return nil, fmt.Errorf("agent: --count %d: at most %d agents per process", c.Count, MaxCount)
+	}
+	if n == 1 {
+		one := c
+		one.Count = 1
+		one.Resources = alternative(c.Resources, 0)
+		one.Attributes = alternative(c.Attributes, 0)
+		return []Config{one}, nil
+	}
+	if c.WorkDir == "" {
+		return nil, errors.New("agent: WorkDir is required")
+	}
+	root, err := filepath.Abs(c.WorkDir)
+	if err != nil {
+		return nil, fmt.Errorf("agent: work dir: %w", err)
+	}
+	listen := c.Listen
+	if listen == "" {
+		listen = DefaultListen
+	}
+	host, portStr, err := net.SplitHostPort(listen)
+	if err != nil {
+		return nil, fmt.Errorf("agent: --listen %q: %w", listen, err)
+	}
+	base, err := strconv.Atoi(portStr)
+	if err != nil || base < 0 || base > 65535 {
+		return nil, fmt.Errorf("agent: --listen %q: bad port", listen)
+	}
+	if base > 0 && base+n-1 > 65535 {
+		return nil, fmt.Errorf("agent: --listen %q with --count %d: ports %d-%d do not exist", listen, n, base, base+n-1)
+	}
+	var adv *url.URL
+	advPort := 0
+	if c.Endpoint != "" {
+		if adv, err = url.Parse(c.Endpoint); err != nil || adv.Host == "" {
+			return nil, fmt.Errorf("agent: --advertise-url %q: not a URL", c.Endpoint)
+		}
+		if advPort, err = strconv.Atoi(adv.Port()); err != nil || advPort <= 0 || advPort+n-1 > 65535 {
+			return nil, fmt.Errorf("agent: --advertise-url %q with --count %d: needs an explicit port, and room for %d ports from it", c.Endpoint, n, n)
+		}
+	}
+	for _, alt := range strings.Split(c.Attributes, "|") {
+		attrs, err := ParseAttributes(alt)
+		if err != nil {
+			return nil, fmt.Errorf("agent: --attributes: %w", err)
+		}
+		for _, at := range attrs {
+			if at.Name == AgentIndexAttribute {
+				return nil, fmt.Errorf("agent: --attributes: %s is set per agent by --count", AgentIndexAttribute)
+			}
+		}
+	}
+	logger := c.Logger
+	if logger == nil {
+		logger = logrus.StandardLogger()
+	}
+	start := &supStarter{}
+	out := make([]Config, n)
+	for i := range n {
+		a := c
+		a.Count = 1
+		a.supRoot, a.supStart = root, start
+		a.WorkDir = filepath.Join(root, fmt.Sprintf("agent-%d", i))
+		a.Port = 0
+		if base > 0 {
+			a.Listen = net.JoinHostPort(host, strconv.Itoa(base+i))
+		}
+		if c.AgentID != "" {
+			a.AgentID = fmt.Sprintf("%s-%d", c.AgentID, i)
+		}
+		if adv != nil {
+			u := *adv
+			u.Host = net.JoinHostPort(adv.Hostname(), strconv.Itoa(advPort+i))
+			a.Endpoint = u.String()
+		}
+		a.Resources = alternative(c.Resources, i)
+		a.Attributes = alternative(c.Attributes, i)
+		if a.Attributes != "" {
+			a.Attributes += ";"
+		}
+		a.Attributes += fmt.Sprintf("%s:%d", AgentIndexAttribute, i)
+		a.Logger = logger // withDefaults adds the agent field once the id is known
+		out[i] = a
+	}
+	return out, nil
+}
+
+// AgentIndexAttribute is the attribute that tells the agents of one
+// process (--count) apart: agent_index:<i>.
+const AgentIndexAttribute = "agent_index"
 
 // DefaultResources is the resource string used when Config.Resources is empty.
 const DefaultResources = "cpus:4;mem:8192;disk:20480;gpus:0"
@@ -107,6 +256,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = logrus.StandardLogger()
+	}
+	if c.supRoot != "" {
+		c.Logger = c.Logger.WithField("agent", c.AgentID)
 	}
 	if c.MaxConcurrentSpawns <= 0 {
 		c.MaxConcurrentSpawns = 32

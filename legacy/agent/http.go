@@ -19,6 +19,8 @@ import (
 	"github.com/mesos/mesos-go/api/v1/lib/encoding"
 	"github.com/mesos/mesos-go/api/v1/lib/encoding/codecs"
 	"github.com/sirupsen/logrus"
+
+	"github.com/vk-titus/vk-titus/legacy/mesosauth"
 )
 
 // LAUNCH_CONTAINER status codes as Mesos 1.11's src/slave/http.cpp answers
@@ -146,6 +148,13 @@ func (a *Agent) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if isRecordIO(r) {
+		// ATTACH_CONTAINER_INPUT, the only streaming request, writes:
+		// decided before a byte of its stream is read.
+		if !a.auth.Permits(r, mesosauth.ReadWrite) {
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now()) // answer without draining the stream
+			a.refuse(w, r, agent.Call_ATTACH_CONTAINER_INPUT)
+			return
+		}
 		a.serveStreamingRequest(w, r) // ATTACH_CONTAINER_INPUT (session.go)
 		return
 	}
@@ -166,6 +175,10 @@ func (a *Agent) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := reqCodec.NewDecoder(encoding.SourceReader(bytes.NewReader(body))).Decode(&call); err != nil {
 		writeError(w, http.StatusBadRequest, "Failed to parse body into Call: "+err.Error())
+		return
+	}
+	if !a.auth.Permits(r, callRealm(call.Type)) {
+		a.refuse(w, r, call.Type)
 		return
 	}
 	log := a.log.WithField("call", call.Type.String())
@@ -259,6 +272,33 @@ func (a *Agent) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeError(w, http.StatusNotImplemented, fmt.Sprintf("call %s is not supported by the vk-titus reference agent", call.Type))
 	}
+}
+
+// callRealm is the authentication realm of an operator call (doc.go):
+// GET_HEALTH is open (liveness probes poll it); the calls that only read
+// (GET_*, READ_FILE, LIST_FILES, WAIT_*, ATTACH_CONTAINER_OUTPUT) are
+// ReadOnly; everything else, the calls that start, signal or remove
+// containers and any call type not listed here, is ReadWrite, so a call
+// nobody classified is protected.
+func callRealm(t agent.Call_Type) mesosauth.Realm {
+	switch t {
+	case agent.Call_GET_HEALTH:
+		return mesosauth.Open
+	case agent.Call_GET_FLAGS, agent.Call_GET_VERSION, agent.Call_GET_METRICS, agent.Call_GET_LOGGING_LEVEL,
+		agent.Call_GET_STATE, agent.Call_GET_CONTAINERS, agent.Call_GET_FRAMEWORKS, agent.Call_GET_EXECUTORS,
+		agent.Call_GET_OPERATIONS, agent.Call_GET_TASKS, agent.Call_GET_AGENT, agent.Call_GET_RESOURCE_PROVIDERS,
+		agent.Call_LIST_FILES, agent.Call_READ_FILE, agent.Call_WAIT_CONTAINER, agent.Call_WAIT_NESTED_CONTAINER,
+		agent.Call_ATTACH_CONTAINER_OUTPUT:
+		return mesosauth.ReadOnly
+	}
+	return mesosauth.ReadWrite
+}
+
+// refuse answers 401 to an unauthenticated call. The log names the call
+// and the caller, never what credentials it sent.
+func (a *Agent) refuse(w http.ResponseWriter, r *http.Request, call agent.Call_Type) {
+	a.log.WithFields(logrus.Fields{"call": call.String(), "remote": r.RemoteAddr}).Debug("unauthenticated call refused")
+	mesosauth.Refuse(w)
 }
 
 func notFound(id mesos.ContainerID) error {

@@ -505,13 +505,13 @@ func (a *Agent) start(c *container, spec *launchSpec, log logrus.FieldLogger) er
 			a.registerSupervised(c, pid, log)
 		}
 	} else {
-		a.forkMu.RLock()
+		a.reaper.forkMu.RLock()
 		pid, err = spawn(prog, spec.argv, env, cwd, []uintptr{a.devNull.Fd(), files[0].Fd(), files[1].Fd()})
 		if err == nil {
 			a.register(c, pid, log)
 			a.llog.launch(c.id, pid)
 		}
-		a.forkMu.RUnlock()
+		a.reaper.forkMu.RUnlock()
 	}
 	if err == nil {
 		a.wake()
@@ -544,6 +544,7 @@ func (a *Agent) register(c *container, pid int, log logrus.FieldLogger) {
 	c.state = stateRunning
 	c.startedAt = time.Now()
 	a.byPid[pid] = c
+	a.reaper.own(pid, a)
 	if c.pendingSignal != 0 {
 		c.killSignal = c.pendingSignal
 		_ = killGroup(pid, c.pendingSignal)

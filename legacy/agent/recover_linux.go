@@ -17,10 +17,11 @@ import (
 
 // supClient is the API process's side of the supervisor protocol: one unix
 // connection per request (nothing kept open per container), plus the one
-// watch stream held by watchLoop.
+// watch stream held by watchLoop. Every request names the agent's tenant.
 type supClient struct {
-	dir  string
-	sock string
+	root   string // the supervisor's work dir
+	sock   string
+	tenant string // the agent's work dir relative to root ("" when equal)
 }
 
 const supCallTimeout = 30 * time.Second
@@ -30,6 +31,7 @@ func (s *supClient) dial() (net.Conn, error) {
 }
 
 func (s *supClient) call(req *supRequest) (*supReply, error) {
+	req.Tenant = s.tenant
 	conn, err := s.dial()
 	if err != nil {
 		return nil, fmt.Errorf("supervisor %s: %w", req.Op, err)
@@ -52,7 +54,21 @@ func (a *Agent) startSupervised() error {
 	if !superviseHooked {
 		return errors.New("agent: Config.Recover needs agent.MaybeSupervise() called at the start of main")
 	}
-	sock := filepath.Join(a.workDir, supervisorSock)
+	root, tenant := a.workDir, ""
+	if a.cfg.supRoot != "" {
+		r, err := filepath.EvalSymlinks(a.cfg.supRoot)
+		if err != nil {
+			return fmt.Errorf("agent: supervisor dir: %w", err)
+		}
+		if tenant, err = filepath.Rel(r, a.workDir); err != nil || !filepath.IsLocal(tenant) {
+			return fmt.Errorf("agent: work dir %s is not inside the supervisor's %s", a.workDir, r)
+		}
+		root = r
+	}
+	if a.cfg.supStart == nil {
+		a.cfg.supStart = &supStarter{}
+	}
+	sock := filepath.Join(root, supervisorSock)
 	if len(sock) >= 108 {
 		return fmt.Errorf("agent: work dir path too long for a unix socket (%s)", sock)
 	}
@@ -61,7 +77,7 @@ func (a *Agent) startSupervised() error {
 		return fmt.Errorf("agent: work dir %s is in use by another agent process: %w", a.workDir, err)
 	}
 	a.agentLock = lock
-	a.sup = &supClient{dir: a.workDir, sock: sock}
+	a.sup = &supClient{root: root, sock: sock, tenant: tenant}
 	conn, snap, err := a.connectSupervisor(10 * time.Second)
 	if err != nil {
 		lock.Close()
@@ -79,38 +95,72 @@ func (a *Agent) startSupervised() error {
 // holds supervisor.lock. It returns the snapshot the stream starts with.
 func (a *Agent) connectSupervisor(timeout time.Duration) (*watchStream, []*ckpt, error) {
 	deadline := time.Now().Add(timeout)
-	var lastSpawn time.Time
 	var lastErr error
 	for time.Now().Before(deadline) {
 		conn, snap, err := a.openWatch()
 		if err == nil {
+			a.cfg.supStart.answered()
 			return conn, snap, nil
 		}
 		lastErr = err
-		// Nobody holds the lock: no supervisor (or one that just exited
-		// idle). Start one; it takes the lock and adopts the checkpoints.
-		// (Probe only long after a spawn: the probe itself holds the lock
-		// for a moment, which a starting supervisor must wait out.)
-		if time.Since(lastSpawn) < 3*time.Second {
-			time.Sleep(20 * time.Millisecond)
-			continue
+		var refused *supRefusal
+		if errors.As(err, &refused) {
+			return nil, nil, err // a supervisor answered: starting another cannot help
 		}
-		if l, lerr := lockFile(filepath.Join(a.workDir, supervisorLock)); lerr == nil {
-			l.Close()
-			lastSpawn = time.Now()
-			lvl := logrus.InfoLevel
-			if lg, ok := a.log.(*logrus.Logger); ok {
-				lvl = lg.GetLevel()
-			}
-			if err := spawnSupervisor(a.workDir, a.cfg.AgentID, lvl); err != nil {
-				return nil, nil, err
-			}
-			a.log.WithField("agent", a.cfg.AgentID).Info("started container supervisor")
+		if err := a.maybeStartSupervisor(); err != nil {
+			return nil, nil, err
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	return nil, nil, fmt.Errorf("no supervisor answered on %s within %s: %w", a.sup.sock, timeout, lastErr)
 }
+
+// maybeStartSupervisor starts a supervisor when nobody holds the root's
+// supervisor.lock: no supervisor (or one that just exited idle). It takes
+// the lock and adopts the checkpoints. The probe itself holds the lock for
+// a moment, which a starting supervisor must wait out, so the agents
+// sharing the root probe only long after the last start, one at a time.
+func (a *Agent) maybeStartSupervisor() error {
+	st := a.cfg.supStart
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if time.Since(st.lastSpawn) < 3*time.Second {
+		return nil
+	}
+	l, err := lockFile(filepath.Join(a.sup.root, supervisorLock))
+	if err != nil {
+		return nil // a supervisor holds it: it is starting or about to answer
+	}
+	l.Close()
+	st.lastSpawn = time.Now()
+	lvl := logrus.InfoLevel
+	if lg, ok := a.log.(*logrus.Logger); ok {
+		lvl = lg.GetLevel()
+	}
+	label := a.cfg.AgentID
+	if a.sup.tenant != "" {
+		label = "" // it serves every agent of the process
+	}
+	if err := spawnSupervisor(a.sup.root, label, lvl); err != nil {
+		return err
+	}
+	a.log.WithFields(logrus.Fields{"agent": a.cfg.AgentID, "work_dir": a.sup.root}).Info("started container supervisor")
+	return nil
+}
+
+// answered says a supervisor answered: one started since is none of the
+// last start's business, so a later loss may start one at once.
+func (st *supStarter) answered() {
+	st.mu.Lock()
+	st.lastSpawn = time.Time{}
+	st.mu.Unlock()
+}
+
+// supRefusal is a supervisor's refusal of a watch (it cannot adopt the
+// agent's work dir).
+type supRefusal struct{ msg string }
+
+func (e *supRefusal) Error() string { return "supervisor refused: " + e.msg }
 
 func (a *Agent) openWatch() (*watchStream, []*ckpt, error) {
 	conn, err := a.sup.dial()
@@ -118,7 +168,7 @@ func (a *Agent) openWatch() (*watchStream, []*ckpt, error) {
 		return nil, nil, err
 	}
 	_ = conn.SetDeadline(time.Now().Add(supCallTimeout))
-	if err := json.NewEncoder(conn).Encode(&supRequest{Op: "watch"}); err != nil {
+	if err := json.NewEncoder(conn).Encode(&supRequest{Op: "watch", Tenant: a.sup.tenant}); err != nil {
 		conn.Close()
 		return nil, nil, err
 	}
@@ -126,7 +176,11 @@ func (a *Agent) openWatch() (*watchStream, []*ckpt, error) {
 	dec := json.NewDecoder(conn)
 	if err := dec.Decode(&first); err != nil || first.Kind != "snapshot" {
 		conn.Close()
-		if err == nil {
+		switch {
+		case err != nil:
+		case first.Error != "":
+			err = &supRefusal{first.Error}
+		default:
 			err = fmt.Errorf("unexpected first message %q", first.Kind)
 		}
 		return nil, nil, err

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/vk-titus/vk-titus/discovery"
 	"github.com/vk-titus/vk-titus/legacy/master/protocol"
+	"github.com/vk-titus/vk-titus/legacy/mesosauth"
 )
 
 // Registrar keeps an agent registered with the leading master over the
@@ -32,36 +34,68 @@ type Registrar struct {
 	endpoint string
 	interval time.Duration
 	httpc    *http.Client
-	kick     chan struct{}
+	// det follows the leader for every agent of the process (Run); nil:
+	// Run follows a zk:// master with a detector of its own.
+	det  *discovery.Detector
+	kick chan struct{}
+}
+
+func checkMasterURL(m string) error {
+	switch {
+	case m == "":
+		return errors.New("agent: no master configured")
+	case strings.HasPrefix(m, "zk://"):
+		if _, err := discovery.ParseZKURL(m); err != nil {
+			return fmt.Errorf("agent: --master: %w", err)
+		}
+	case strings.HasPrefix(m, "http://"), strings.HasPrefix(m, "https://"):
+	default:
+		return fmt.Errorf("agent: --master %q: expecting zk://host:port/path or http://host:port", m)
+	}
+	return nil
+}
+
+// registrationClient is the HTTP client registrations go through, with
+// cfg.Credential on every request (redirected hops included) and room in
+// its pool for one connection per agent of the process. A registration is
+// small and quick; a master that does not answer in time is retried (and
+// may no longer lead). Redirects from a non-leading master are followed
+// with the body (307).
+func registrationClient(cfg Config, agents int) *http.Client {
+	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	t := &http.Transport{
+		DialContext:           dialer.DialContext,
+		MaxIdleConns:          agents,
+		MaxIdleConnsPerHost:   agents,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ResponseHeaderTimeout: 10 * time.Second,
+	}
+	return &http.Client{Timeout: 10 * time.Second, Transport: cfg.Credential.Wrap(t)}
 }
 
 // NewRegistrar prepares registration of a with the master at
 // a's Config.Master. Run does the work.
 func (a *Agent) NewRegistrar() (*Registrar, error) {
-	m := a.cfg.Master
-	switch {
-	case m == "":
-		return nil, errors.New("agent: no master configured")
-	case strings.HasPrefix(m, "zk://"):
-		if _, err := discovery.ParseZKURL(m); err != nil {
-			return nil, fmt.Errorf("agent: --master: %w", err)
-		}
-	case strings.HasPrefix(m, "http://"), strings.HasPrefix(m, "https://"):
-	default:
-		return nil, fmt.Errorf("agent: --master %q: expecting zk://host:port/path or http://host:port", m)
+	if err := checkMasterURL(a.cfg.Master); err != nil {
+		return nil, err
 	}
+	return a.newRegistrar(&masterLink{master: strings.TrimRight(a.cfg.Master, "/"), httpc: registrationClient(a.cfg, 1)}), nil
+}
+
+// newRegistrar registers a through link, which the agents of one process
+// share (Run).
+func (a *Agent) newRegistrar(link *masterLink) *Registrar {
 	return &Registrar{
 		a:        a,
-		log:      a.log.WithField("master", m),
-		master:   strings.TrimRight(m, "/"),
+		log:      a.log.WithField("master", link.master),
+		master:   link.master,
 		endpoint: a.cfg.Endpoint,
 		interval: a.cfg.HeartbeatInterval,
-		// A registration is small and quick; a master that does not answer
-		// in time is retried (and may no longer lead). Redirects from a
-		// non-leading master are followed with the body (307).
-		httpc: &http.Client{Timeout: 10 * time.Second},
-		kick:  make(chan struct{}, 1),
-	}, nil
+		httpc:    link.httpc,
+		det:      link.det,
+		kick:     make(chan struct{}, 1),
+	}
 }
 
 // Kick asks for a registration now (coalesced).
@@ -115,14 +149,17 @@ func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter 
 func (r *Registrar) Run(ctx context.Context) error {
 	var changes <-chan discovery.MasterInfo
 	leaderURL := ""
-	if strings.HasPrefix(r.master, "zk://") {
+	switch {
+	case r.det != nil:
+		changes = r.det.Changes()
+	case strings.HasPrefix(r.master, "zk://"):
 		d, err := discovery.NewDetector(r.master, r.log)
 		if err != nil {
 			return err
 		}
 		defer d.Close()
 		changes = d.Changes()
-	} else {
+	default:
 		leaderURL = r.master
 	}
 
@@ -201,6 +238,9 @@ func (r *Registrar) register(ctx context.Context, base string) (*protocol.Regist
 	}
 	defer res.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	if res.StatusCode == http.StatusUnauthorized {
+		return nil, mesosauth.Unauthorized("master "+res.Request.URL.Host, "--credential", r.a.cfg.Credential)
+	}
 	if res.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("master answered %s: %s", res.Status, strings.TrimSpace(string(b)))
 	}

@@ -19,7 +19,7 @@ package agent
 //
 // Budget: a running session holds three descriptors (stdin, stdout, stderr
 // pipe ends) or one (the pty master), two or three goroutines (a pump per
-// output, a supervisor) and is reaped by the agent's one reaper like any
+// output, a supervisor) and is reaped by the process's one reaper like any
 // container. Once it has ended only its wait status is kept, for
 // sessionRetention or until REMOVE_NESTED_CONTAINER.
 
@@ -572,12 +572,12 @@ func (a *Agent) launchSession(w http.ResponseWriter, r *http.Request, codec enco
 		a.spawnSl <- struct{}{}
 		// Fd puts the child's ends in blocking mode, as a child expects.
 		fds := []uintptr{child[0].Fd(), child[1].Fd(), child[2].Fd()}
-		a.forkMu.RLock()
+		a.reaper.forkMu.RLock()
 		var pid int
 		if pid, err = spawnSession(prog, argv, env, cwd, fds, tty); err == nil {
 			a.register(s.proc, pid, log)
 		}
-		a.forkMu.RUnlock()
+		a.reaper.forkMu.RUnlock()
 		<-a.spawnSl
 		if err == nil {
 			a.wake()
@@ -676,18 +676,10 @@ func (a *Agent) superviseSession(t *sessionTable, s *session) {
 	select {
 	case <-s.proc.done:
 	case <-a.stop:
-		// The agent closed and its reaper is gone: kill and reap here.
+		// The agent closed: end the session; the process's reaper, which
+		// outlives every agent, reaps it.
 		a.signalSession(s, syscall.SIGKILL)
-		a.mu.Lock()
-		pid, running := s.proc.pid, s.proc.state == stateRunning
-		a.mu.Unlock()
-		for i := 0; running && i < 100 && !a.reapOurs(pid, false); i++ {
-			select {
-			case <-s.proc.done: // reaped after all
-				running = false
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
+		<-s.proc.done
 	}
 	deadline := time.Now().Add(sessionDrainGrace)
 	for _, f := range s.outs {

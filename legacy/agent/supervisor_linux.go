@@ -51,7 +51,10 @@ func MaybeSupervise() {
 	if lvl, err := logrus.ParseLevel(os.Getenv(supervisorLevelEnv)); err == nil {
 		log.SetLevel(lvl)
 	}
-	entry := log.WithFields(logrus.Fields{"agent": os.Getenv(supervisorAgentEnv), "component": "supervisor"})
+	entry := log.WithField("component", "supervisor")
+	if id := os.Getenv(supervisorAgentEnv); id != "" {
+		entry = entry.WithField("agent", id)
+	}
 	for _, k := range []string{supervisorEnv, supervisorAgentEnv, supervisorLevelEnv} {
 		os.Unsetenv(k)
 	}
@@ -62,73 +65,114 @@ func MaybeSupervise() {
 	os.Exit(0)
 }
 
-// supervisor is the parent of every container of one agent. It lives in its
-// own session (setsid) so that killing the agent's process group leaves it
-// and the containers running; it reaps its children with one waitid loop
-// and checkpoints each container. Lock order: s.mu, then a watcher's mu.
+// supervisor is the parent of every container of the agents of one API
+// process: one agent, whose work dir is the supervisor's root, or the
+// agents of --count N, whose work dirs are tenants inside the root
+// (<root>/agent-<i>). It lives in its own session (setsid) so that killing
+// the agent's process group leaves it and the containers running; it reaps
+// its children with one waitid loop and checkpoints each container in its
+// tenant's work dir. Lock order: s.mu, then a watcher's mu.
 type supervisor struct {
-	dir     string
+	root    string
 	log     logrus.FieldLogger
-	llog    *launchLog
 	devNull *os.File
 
 	// forkMu: launches hold it for reading from fork until the pid is in
 	// byPid; the reaper takes it for writing before deciding a pid is not
-	// ours (same barrier as Agent.forkMu).
+	// ours (same barrier as procReaper.forkMu).
 	forkMu sync.RWMutex
 	kick   chan struct{}
 
 	mu       sync.Mutex
-	byID     map[string]*ckpt
-	byPid    map[int]*ckpt // live containers only
-	watchers map[*supWatcher]struct{}
-	idleFrom time.Time // zero while busy
+	tenants  map[string]*tenant // by work dir relative to root; "" is the root
+	byPid    map[int]livePid    // live containers of every tenant
+	watchers int                // watch streams of every tenant
+	idleFrom time.Time          // zero while busy
 }
 
-func runSupervisor(dir string, log logrus.FieldLogger) error {
-	lock, err := os.OpenFile(filepath.Join(dir, supervisorLock), os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return fmt.Errorf("supervisor lock: %w", err)
-	}
-	// Held for the process's life: exactly one supervisor per work dir.
-	// An agent probing for a supervisor holds it for an instant: retry a
-	// little before concluding another supervisor owns the work dir.
+// tenant is one agent's work dir under the supervisor: its checkpoints
+// (<dir>/meta/containers), launch log and watch streams. A tenant is
+// adopted on the first request that names it: its checkpoints are loaded
+// and the live containers they name, which a dead predecessor started,
+// are killed (killOrphan). Requests wait for that (ready).
+type tenant struct {
+	name  string // relative to the root; "" for the root itself
+	dir   string
+	ready chan struct{} // closed once adopted; err says whether it failed
+	err   error
+
+	// lock is <dir>/supervisor.lock, held for the supervisor's life: one
+	// supervisor per agent work dir, whether the dir is a root or a tenant
+	// (nil for the root, whose lock runSupervisor holds).
+	lock *os.File
+	llog *launchLog
+
+	byID     map[string]*ckpt         // guarded by supervisor.mu
+	watchers map[*supWatcher]struct{} // guarded by supervisor.mu
+}
+
+type livePid struct {
+	t *tenant
+	c *ckpt
+}
+
+// maxTenants bounds the tenant table: one per agent of the process.
+const maxTenants = MaxCount + 1
+
+// lockWithin takes the flock of path, retrying for about two seconds: an
+// agent probing for a supervisor holds it for an instant.
+func lockWithin(path string) (*os.File, error) {
 	for try := 0; ; try++ {
-		err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if try == 100 {
-			log.Info("another supervisor owns this work dir; exiting")
-			return nil
+		f, err := lockFile(path)
+		if err == nil || try == 100 {
+			return f, err
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if err := os.MkdirAll(filepath.Join(dir, metaContainersDir), 0o755); err != nil {
-		return fmt.Errorf("supervisor: %w", err)
+}
+
+func runSupervisor(root string, log logrus.FieldLogger) error {
+	// Held for the process's life: exactly one supervisor per work dir.
+	lock, err := lockWithin(filepath.Join(root, supervisorLock))
+	if err != nil {
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			log.Info("another supervisor owns this work dir; exiting")
+			return nil
+		}
+		return fmt.Errorf("supervisor lock: %w", err)
 	}
-	_ = os.WriteFile(filepath.Join(dir, supervisorPidFile), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644)
+	defer lock.Close()
+	_ = os.WriteFile(filepath.Join(root, supervisorPidFile), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644)
 	s := &supervisor{
-		dir:      dir,
+		root:     root,
 		log:      log,
 		kick:     make(chan struct{}, 1),
-		byID:     map[string]*ckpt{},
-		byPid:    map[int]*ckpt{},
-		watchers: map[*supWatcher]struct{}{},
+		tenants:  map[string]*tenant{},
+		byPid:    map[int]livePid{},
 		idleFrom: time.Now(),
-	}
-	if s.llog, err = openLaunchLog(dir); err != nil {
-		return err
 	}
 	if s.devNull, err = os.Open(os.DevNull); err != nil {
 		return fmt.Errorf("supervisor: %w", err)
 	}
-	s.adoptCheckpoints()
-	sock := filepath.Join(dir, supervisorSock)
+	// A single agent's checkpoints live in the root: adopt them at once, so
+	// orphans of a dead predecessor die even if no agent comes back.
+	// Tenants are adopted when their agent first asks.
+	if _, err := os.Stat(filepath.Join(root, metaContainersDir)); err == nil {
+		if _, err := s.tenant(""); err != nil {
+			return err
+		}
+	}
+	sock := filepath.Join(root, supervisorSock)
 	_ = os.Remove(sock) // stale: we hold the lock, so nobody serves it
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
 		return fmt.Errorf("supervisor listen %s: %w", sock, err)
+	}
+	// Whoever can connect can start processes as this user: the agent
+	// processes (same user) only, whatever the umask.
+	if err := os.Chmod(sock, 0o600); err != nil {
+		ln.Close()
+		return fmt.Errorf("supervisor socket %s: %w", sock, err)
 	}
 	go s.reaper()
 	go func() {
@@ -142,7 +186,7 @@ func runSupervisor(dir string, log logrus.FieldLogger) error {
 			go s.serve(conn)
 		}
 	}()
-	s.log.WithFields(logrus.Fields{"pid": os.Getpid(), "work_dir": dir, "containers": len(s.byID)}).Info("supervisor ready")
+	s.log.WithFields(logrus.Fields{"pid": os.Getpid(), "work_dir": root}).Info("supervisor ready")
 	for range time.Tick(time.Second) {
 		s.mu.Lock()
 		idle := !s.idleFrom.IsZero() && time.Since(s.idleFrom) > supervisorIdle
@@ -150,7 +194,7 @@ func runSupervisor(dir string, log logrus.FieldLogger) error {
 			// Stop accepting while holding s.mu: no launch can slip in.
 			ln.Close()
 			_ = os.Remove(sock)
-			_ = os.Remove(filepath.Join(dir, supervisorPidFile))
+			_ = os.Remove(filepath.Join(root, supervisorPidFile))
 		}
 		s.mu.Unlock()
 		if idle {
@@ -163,7 +207,7 @@ func runSupervisor(dir string, log logrus.FieldLogger) error {
 
 // updateIdleLocked starts or stops the idle clock. Call with s.mu held.
 func (s *supervisor) updateIdleLocked() {
-	if len(s.byPid) == 0 && len(s.watchers) == 0 {
+	if len(s.byPid) == 0 && s.watchers == 0 {
 		if s.idleFrom.IsZero() {
 			s.idleFrom = time.Now()
 		}
@@ -172,26 +216,81 @@ func (s *supervisor) updateIdleLocked() {
 	}
 }
 
-// adoptCheckpoints loads the checkpoints a previous supervisor left. Its
-// live containers are not our children (they were reparented when it died),
+// tenant returns the adopted tenant name ("" for the root; else a
+// directory inside it, as the agent's work dir relative to the root),
+// adopting it first if no request named it yet.
+func (s *supervisor) tenant(name string) (*tenant, error) {
+	if name != "" && (!filepath.IsLocal(name) || filepath.Clean(name) != name) {
+		return nil, fmt.Errorf("tenant %q is not a directory inside %s", name, s.root)
+	}
+	s.mu.Lock()
+	t := s.tenants[name]
+	if t != nil {
+		s.mu.Unlock()
+		<-t.ready
+		return t, t.err
+	}
+	if len(s.tenants) >= maxTenants {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("tenant %q: this supervisor already serves %d work dirs", name, maxTenants)
+	}
+	t = &tenant{
+		name: name, dir: filepath.Join(s.root, name), ready: make(chan struct{}),
+		byID: map[string]*ckpt{}, watchers: map[*supWatcher]struct{}{},
+	}
+	s.tenants[name] = t
+	s.mu.Unlock()
+	if t.err = s.adopt(t); t.err != nil {
+		s.mu.Lock()
+		delete(s.tenants, name) // the next request tries again
+		s.mu.Unlock()
+	}
+	close(t.ready)
+	return t, t.err
+}
+
+// adopt loads the checkpoints a previous supervisor left in t. Its live
+// containers are not our children (they were reparented when it died),
 // so they can be neither reaped nor reported faithfully: they are killed
 // (after checking /proc that the pid still is the same process, so a
 // recycled pid is never touched) and recorded as killed at recovery.
-func (s *supervisor) adoptCheckpoints() {
-	cks, errs := readCkpts(s.dir)
+func (s *supervisor) adopt(t *tenant) error {
+	if t.name != "" {
+		lock, err := lockWithin(filepath.Join(t.dir, supervisorLock))
+		if err != nil {
+			return fmt.Errorf("work dir %s has a supervisor of its own (an agent ran on it alone?): %w", t.dir, err)
+		}
+		t.lock = lock
+	}
+	if err := os.MkdirAll(filepath.Join(t.dir, metaContainersDir), 0o755); err != nil {
+		return fmt.Errorf("supervisor: %w", err)
+	}
+	llog, err := openLaunchLog(t.dir)
+	if err != nil {
+		return err
+	}
+	t.llog = llog
+	log := s.log.WithField("tenant", t.name)
+	cks, errs := readCkpts(t.dir)
 	for _, err := range errs {
-		s.log.WithError(err).Warn("skipping checkpoint")
+		log.WithError(err).Warn("skipping checkpoint")
 	}
 	for _, c := range cks {
 		if !c.Ended {
-			s.killOrphan(c)
+			s.killOrphan(t, c)
 		}
-		s.byID[c.ID] = c
 	}
+	s.mu.Lock()
+	for _, c := range cks {
+		t.byID[c.ID] = c
+	}
+	s.mu.Unlock()
+	log.WithFields(logrus.Fields{"work_dir": t.dir, "containers": len(cks)}).Info("agent work dir adopted")
+	return nil
 }
 
-func (s *supervisor) killOrphan(c *ckpt) {
-	log := s.log.WithFields(logrus.Fields{"task": c.ID, "pid": c.Pid})
+func (s *supervisor) killOrphan(t *tenant, c *ckpt) {
+	log := s.log.WithFields(logrus.Fields{"task": c.ID, "pid": c.Pid, "tenant": t.name})
 	now := time.Now()
 	c.Ended, c.EndedAt = true, &now
 	if st, ok := procStartTicks(c.Pid); ok && st == c.Start {
@@ -212,16 +311,19 @@ func (s *supervisor) killOrphan(c *ckpt) {
 		c.Recovery = "container ended while the agent and its supervisor were down; exit status unknown"
 		log.Warn("orphaned container ended unobserved")
 	}
-	if err := writeCkpt(s.dir, c); err != nil {
+	if err := writeCkpt(t.dir, c); err != nil {
 		log.WithError(err).Error("checkpoint failed")
 	}
-	s.llog.exit(c.ID, c.Pid, c.Status)
+	t.llog.exit(c.ID, c.Pid, c.Status)
 }
 
 // supRequest is one call from the API process; one request per connection
 // except "watch", which keeps its connection for the event stream.
 type supRequest struct {
 	Op string `json:"op"` // launch, kill, forget, watch
+	// Tenant is the agent's work dir relative to the supervisor's root
+	// ("" when it is the root).
+	Tenant string `json:"tenant,omitempty"`
 
 	ID     string   `json:"id"`
 	Path   string   `json:"path,omitempty"`
@@ -257,19 +359,22 @@ func (s *supervisor) serve(conn net.Conn) {
 		return
 	}
 	_ = conn.SetReadDeadline(time.Time{})
-	if req.Op == "watch" {
-		s.watch(conn)
+	t, err := s.tenant(req.Tenant)
+	if err == nil && req.Op == "watch" {
+		s.watch(conn, t)
 		return
 	}
 	defer conn.Close()
 	var rep supReply
-	switch req.Op {
-	case "launch":
-		rep = s.launch(&req)
-	case "kill":
-		rep = s.signal(&req)
-	case "forget":
-		rep = s.forget(req.ID)
+	switch {
+	case err != nil:
+		rep.Error = err.Error()
+	case req.Op == "launch":
+		rep = s.launch(t, &req)
+	case req.Op == "kill":
+		rep = s.signal(t, &req)
+	case req.Op == "forget":
+		rep = s.forget(t, req.ID)
 	default:
 		rep.Error = "unknown op " + strconv.Quote(req.Op)
 	}
@@ -277,22 +382,22 @@ func (s *supervisor) serve(conn net.Conn) {
 	_ = json.NewEncoder(conn).Encode(&rep)
 }
 
-func (s *supervisor) launch(req *supRequest) supReply {
-	log := s.log.WithField("task", req.ID)
+func (s *supervisor) launch(t *tenant, req *supRequest) supReply {
+	log := s.log.WithFields(logrus.Fields{"task": req.ID, "tenant": t.name})
 	s.mu.Lock()
-	if _, ok := s.byID[req.ID]; ok {
+	if _, ok := t.byID[req.ID]; ok {
 		s.mu.Unlock()
 		return supReply{Error: "container " + req.ID + " already exists"}
 	}
 	// Reserve the id (no pid yet) so a concurrent launch is refused.
 	c := &ckpt{ID: req.ID, CPUs: req.CPUs, Mem: req.Mem}
-	s.byID[req.ID] = c
+	t.byID[req.ID] = c
 	s.idleFrom = time.Time{}
 	s.mu.Unlock()
 
 	unreserve := func() {
 		s.mu.Lock()
-		delete(s.byID, req.ID)
+		delete(t.byID, req.ID)
 		s.updateIdleLocked()
 		s.mu.Unlock()
 	}
@@ -321,7 +426,7 @@ func (s *supervisor) launch(req *supRequest) supReply {
 	start, _ := procStartTicks(pid) // the child cannot be reaped before it is in byPid
 	s.mu.Lock()
 	c.Pid, c.Start, c.StartedAt = pid, start, time.Now()
-	s.byPid[pid] = c
+	s.byPid[pid] = livePid{t, c}
 	snap := *c
 	s.mu.Unlock()
 	s.forkMu.RUnlock()
@@ -334,12 +439,12 @@ func (s *supervisor) launch(req *supRequest) supReply {
 	// launch checkpoint must not overwrite it, hence the copy check.)
 	s.mu.Lock()
 	if !c.Ended {
-		if err := writeCkpt(s.dir, &snap); err != nil {
+		if err := writeCkpt(t.dir, &snap); err != nil {
 			log.WithError(err).Error("checkpoint failed")
 		}
 	}
 	s.mu.Unlock()
-	s.llog.launch(req.ID, pid)
+	t.llog.launch(req.ID, pid)
 	log.WithField("pid", pid).Info("container started")
 	return supReply{Pid: pid, Start: start}
 }
@@ -354,10 +459,10 @@ func errnoOf(err error) int {
 
 // signal delivers KILL_CONTAINER under s.mu, which the reaper also holds
 // while it reaps, so a reaped (possibly recycled) pid is never signalled.
-func (s *supervisor) signal(req *supRequest) supReply {
+func (s *supervisor) signal(t *tenant, req *supRequest) supReply {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := s.byID[req.ID]
+	c := t.byID[req.ID]
 	if c == nil {
 		return supReply{Error: "unknown container " + req.ID}
 	}
@@ -372,25 +477,25 @@ func (s *supervisor) signal(req *supRequest) supReply {
 		if req.Recovery != "" {
 			c.Recovery = req.Recovery
 		}
-		if err := writeCkpt(s.dir, c); err != nil {
-			s.log.WithError(err).WithField("task", c.ID).Error("checkpoint failed")
+		if err := writeCkpt(t.dir, c); err != nil {
+			s.log.WithError(err).WithFields(logrus.Fields{"task": c.ID, "tenant": t.name}).Error("checkpoint failed")
 		}
 	}
 	return supReply{}
 }
 
-func (s *supervisor) forget(id string) supReply {
+func (s *supervisor) forget(t *tenant, id string) supReply {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := s.byID[id]
+	c := t.byID[id]
 	if c == nil {
 		return supReply{}
 	}
 	if !c.Ended {
 		return supReply{Error: "container " + id + " has not terminated yet"}
 	}
-	delete(s.byID, id)
-	if err := removeCkpt(s.dir, id); err != nil {
+	delete(t.byID, id)
+	if err := removeCkpt(t.dir, id); err != nil {
 		return supReply{Error: err.Error()}
 	}
 	return supReply{}
@@ -426,10 +531,11 @@ func (s *supervisor) reaper() {
 func (s *supervisor) reap(pid int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := s.byPid[pid]
-	if c == nil {
+	lp, ok := s.byPid[pid]
+	if !ok {
 		return false
 	}
+	t, c := lp.t, lp.c
 	// Kill what is left of the group while the zombie leader still
 	// reserves the group id (Mesos destroys the cgroup likewise).
 	_ = killGroup(pid, syscall.SIGKILL)
@@ -441,16 +547,16 @@ func (s *supervisor) reap(pid int) bool {
 	status := int32(ws)
 	now := time.Now()
 	c.Ended, c.Status, c.EndedAt = true, &status, &now
-	if err := writeCkpt(s.dir, c); err != nil {
-		s.log.WithError(err).WithField("task", c.ID).Error("checkpoint failed")
+	if err := writeCkpt(t.dir, c); err != nil {
+		s.log.WithError(err).WithFields(logrus.Fields{"task": c.ID, "tenant": t.name}).Error("checkpoint failed")
 	}
-	s.llog.exit(c.ID, pid, &status)
+	t.llog.exit(c.ID, pid, &status)
 	ev := *c
-	for w := range s.watchers {
+	for w := range t.watchers {
 		w.push(&supReply{Kind: "exit", Exit: &ev})
 	}
 	s.updateIdleLocked()
-	s.log.WithFields(logrus.Fields{"task": c.ID, "pid": pid, "status": status}).Info("container ended")
+	s.log.WithFields(logrus.Fields{"task": c.ID, "pid": pid, "status": status, "tenant": t.name}).Info("container ended")
 	return true
 }
 
@@ -475,11 +581,11 @@ func (w *supWatcher) push(m *supReply) {
 	}
 }
 
-func (s *supervisor) watch(conn net.Conn) {
+func (s *supervisor) watch(conn net.Conn, t *tenant) {
 	w := &supWatcher{wake: make(chan struct{}, 1)}
 	s.mu.Lock()
-	snap := make([]*ckpt, 0, len(s.byID))
-	for _, c := range s.byID {
+	snap := make([]*ckpt, 0, len(t.byID))
+	for _, c := range t.byID {
 		if c.Pid == 0 {
 			continue // launch in flight: its reply carries the pid
 		}
@@ -487,7 +593,8 @@ func (s *supervisor) watch(conn net.Conn) {
 		snap = append(snap, &cp)
 	}
 	// Registered under s.mu with the snapshot: no exit falls in between.
-	s.watchers[w] = struct{}{}
+	t.watchers[w] = struct{}{}
+	s.watchers++
 	s.updateIdleLocked()
 	s.mu.Unlock()
 	w.push(&supReply{Kind: "snapshot", Snapshot: snap})
@@ -504,7 +611,8 @@ func (s *supervisor) watch(conn net.Conn) {
 	defer func() {
 		conn.Close()
 		s.mu.Lock()
-		delete(s.watchers, w)
+		delete(t.watchers, w)
+		s.watchers--
 		s.updateIdleLocked()
 		s.mu.Unlock()
 		w.mu.Lock()
@@ -530,11 +638,13 @@ func (s *supervisor) watch(conn net.Conn) {
 	}
 }
 
-// spawnSupervisor starts the supervisor for dir: this executable again, in
-// its own session (so the agent's process group signals miss it), working
-// directory the work dir (so stack.sh's cwd sweep finds it), output
-// appended to supervisor.log. A goroutine waits for it so it is reaped if
-// it exits while this agent runs; if the agent dies first it is reparented.
+// spawnSupervisor starts the supervisor rooted at dir: this executable
+// again, in its own session (so the agent's process group signals miss
+// it), working directory dir (so stack.sh's cwd sweep finds it), output
+// appended to dir/supervisor.log. agentID labels its logs (empty when it
+// serves the several agents of one process). A goroutine waits for it so
+// it is reaped if it exits while this agent runs; if the agent dies first
+// it is reparented.
 func spawnSupervisor(dir, agentID string, level logrus.Level) error {
 	exe, err := os.Executable()
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"syscall"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/mesos/mesos-go/api/v1/lib/httpcli/apierrors"
 	"github.com/mesos/mesos-go/api/v1/lib/httpcli/httpagent"
 
+	"github.com/vk-titus/vk-titus/legacy/mesosauth"
 	"github.com/vk-titus/vk-titus/translate"
 )
 
@@ -33,7 +35,18 @@ var (
 	// ErrUnavailable: the call did not get an answer (network, 5xx, timeout);
 	// the agent may be fine a moment later.
 	ErrUnavailable = errors.New("agent unavailable")
+	// ErrUnauthorized: the agent refused the call with 401, the credential
+	// sent (Options.Credential) or its absence. Such an error is also
+	// ErrUnavailable: the agent cannot be used until an operator fixes the
+	// configuration, which is no fault of the pod (never a rejection) and
+	// no sign that the container is gone (never a not-found). The client
+	// itself never retries.
+	ErrUnauthorized = mesosauth.ErrUnauthorized
 )
+
+// DefaultCredentialFlag is what a 401's error tells the operator to
+// check when Options.CredentialFlag is empty: the bridge's flag.
+const DefaultCredentialFlag = "--mesos-credentials"
 
 // Options tune the client; zero values take the defaults.
 type Options struct {
@@ -46,6 +59,14 @@ type Options struct {
 	// Observe, when set, is told of every call: its type, how long it took
 	// and its (classified) error. Metrics hang off it.
 	Observe func(call string, took time.Duration, err error)
+	// Credential is sent as HTTP Basic authentication on every call,
+	// streaming and long-poll ones included, for agents started with
+	// --authenticate_http_readwrite or --authenticate_http_readonly. Nil:
+	// none.
+	Credential *mesosauth.Credential
+	// CredentialFlag names where Credential comes from in a 401's error
+	// (default DefaultCredentialFlag).
+	CredentialFlag string
 }
 
 // Client talks to one agent.
@@ -54,6 +75,8 @@ type Client struct {
 	sender   calls.Sender
 	timeout  time.Duration
 	observe  func(string, time.Duration, error)
+	// unauthorized is the error a 401 stands for, worded once.
+	unauthorized error
 }
 
 type statusKey struct{}
@@ -67,6 +90,9 @@ func New(endpoint string, o Options) *Client {
 	if o.MaxIdleConns == 0 {
 		o.MaxIdleConns = 128
 	}
+	if o.CredentialFlag == "" {
+		o.CredentialFlag = DefaultCredentialFlag
+	}
 	endpoint = strings.TrimRight(endpoint, "/")
 	cli := httpcli.New(
 		httpcli.Endpoint(endpoint+"/api/v1"),
@@ -79,6 +105,7 @@ func New(endpoint string, o Options) *Client {
 				t.MaxIdleConnsPerHost = o.MaxIdleConns
 				t.IdleConnTimeout = 90 * time.Second
 			}),
+			httpcli.WrapRoundTripper(o.Credential.Wrap),
 		)),
 		// mesos-go answers nil for both 200 and 202 on LAUNCH; the status is
 		// the only way to know that a container already existed.
@@ -96,18 +123,31 @@ func New(endpoint string, o Options) *Client {
 	if observe == nil {
 		observe = func(string, time.Duration, error) {}
 	}
-	return &Client{endpoint: endpoint, sender: httpagent.NewSender(cli.Send), timeout: o.CallTimeout, observe: observe}
+	return &Client{
+		endpoint: endpoint, sender: httpagent.NewSender(cli.Send), timeout: o.CallTimeout, observe: observe,
+		unauthorized: mesosauth.Unauthorized("agent "+hostOf(endpoint), o.CredentialFlag, o.Credential),
+	}
+}
+
+// hostOf is endpoint's host:port, as errors name the agent.
+func hostOf(endpoint string) string {
+	if u, err := url.Parse(endpoint); err == nil && u.Host != "" {
+		return u.Host
+	}
+	return endpoint
 }
 
 // Endpoint is the agent's base URL.
 func (c *Client) Endpoint() string { return c.endpoint }
 
-func classify(call agent.Call_Type, err error) error {
+func (c *Client) classify(call agent.Call_Type, err error) error {
 	if err == nil {
 		return nil
 	}
 	var kind error
 	switch {
+	case apierrors.CodeNotAuthenticated.Matches(err):
+		return fmt.Errorf("%s: %w: %w", call, ErrUnavailable, c.unauthorized)
 	case apierrors.CodeNotFound.Matches(err):
 		kind = ErrNotFound
 	case apierrors.CodeMesosUnavailable.Matches(err), apierrors.CodeRateLimitExceeded.Matches(err):
@@ -136,7 +176,7 @@ func (c *Client) call(ctx context.Context, call *agent.Call) (out *agent.Respons
 		defer res.Close()
 	}
 	if err != nil {
-		return nil, classify(call.Type, err)
+		return nil, c.classify(call.Type, err)
 	}
 	out = &agent.Response{}
 	if err := res.Decode(out); err != nil {
@@ -148,7 +188,7 @@ func (c *Client) call(ctx context.Context, call *agent.Call) (out *agent.Respons
 func (c *Client) noData(ctx context.Context, call *agent.Call) (status int, err error) {
 	start := time.Now()
 	ctx = context.WithValue(ctx, statusKey{}, &status)
-	err = classify(call.Type, calls.SendNoData(ctx, c.sender, calls.NonStreaming(call)))
+	err = c.classify(call.Type, calls.SendNoData(ctx, c.sender, calls.NonStreaming(call)))
 	c.observe(call.Type.String(), time.Since(start), err)
 	return status, err
 }

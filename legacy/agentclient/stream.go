@@ -88,7 +88,7 @@ func sessionID(parent string) string {
 // tells an agent without exec/attach apart: 501 or 415, a 404 that is not
 // about one of ids (the endpoint itself is missing) or an answer mesos-go
 // cannot read as a stream is ErrUnsupported.
-func streamErr(call agent.Call_Type, err error, ids ...string) error {
+func (c *Client) streamErr(call agent.Call_Type, err error, ids ...string) error {
 	var pe httpcli.ProtocolError
 	switch {
 	case apierrors.Code(501).Matches(err), apierrors.Code(415).Matches(err), errors.As(err, &pe):
@@ -96,12 +96,12 @@ func streamErr(call agent.Call_Type, err error, ids ...string) error {
 	case apierrors.CodeNotFound.Matches(err):
 		for _, id := range ids {
 			if mentionsID(err.Error(), id) {
-				return classify(call, err)
+				return c.classify(call, err)
 			}
 		}
 		return fmt.Errorf("%s: %w: the agent has no such endpoint (exec and attach are not supported by this agent): %w", call, ErrUnsupported, err)
 	}
-	return classify(call, err)
+	return c.classify(call, err)
 }
 
 // mentionsID reports whether msg names id as a whole (not inside a word).
@@ -177,7 +177,7 @@ func (c *Client) Exec(ctx context.Context, parentID string, cmd []string, eio Ex
 		if res != nil {
 			res.Close()
 		}
-		err = streamErr(launch.Type, err, parentID, cid.Value)
+		err = c.streamErr(launch.Type, err, parentID, cid.Value)
 		c.observe(launch.Type.String(), time.Since(start), err)
 		return -1, err
 	}
@@ -351,7 +351,7 @@ func (c *Client) attachInput(ctx context.Context, cid mesos.ContainerID, eio Exe
 		res.Close()
 	}
 	if err != nil {
-		return streamErr(agent.Call_ATTACH_CONTAINER_INPUT, err, cid.Value)
+		return c.streamErr(agent.Call_ATTACH_CONTAINER_INPUT, err, cid.Value)
 	}
 	return nil
 }
@@ -412,7 +412,7 @@ func (c *Client) Attach(ctx context.Context, containerID string, eio ExecIO) (er
 		if res != nil {
 			res.Close()
 		}
-		err = streamErr(call.Type, err, containerID)
+		err = c.streamErr(call.Type, err, containerID)
 		c.observe(call.Type.String(), time.Since(start), err)
 		return err
 	}

@@ -51,7 +51,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func startAgent(t *testing.T) string {
+func startAgent(t *testing.T, mod ...func(*legacyagent.Config)) string {
 	t.Helper()
 	l := logrus.New()
 	l.SetOutput(io.Discard)
@@ -59,7 +59,11 @@ func startAgent(t *testing.T) string {
 		l.SetOutput(os.Stderr)
 		l.SetLevel(logrus.DebugLevel)
 	}
-	a, err := legacyagent.New(legacyagent.Config{WorkDir: t.TempDir(), Listen: "127.0.0.1:5051", Logger: l})
+	cfg := legacyagent.Config{WorkDir: t.TempDir(), Listen: "127.0.0.1:5051", Logger: l}
+	for _, m := range mod {
+		m(&cfg)
+	}
+	a, err := legacyagent.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/vk-titus/vk-titus/legacy/master/protocol"
+	"github.com/vk-titus/vk-titus/legacy/mesosauth"
 	"github.com/vk-titus/vk-titus/legacy/operatorapi"
 	"github.com/vk-titus/vk-titus/legacyapi"
 )
@@ -24,11 +25,15 @@ const FrameworkID = "vk-titus-legacy"
 
 // Handler serves the operator API (POST /api/v1), the Titus v3 job API
 // (/api/v3/, JobAPI), GET /health, and the private agent and task
-// endpoints of package protocol.
+// endpoints of package protocol. With HTTP authentication (Config.HTTPAuth,
+// doc.go) every endpoint but /health and GET_HEALTH is guarded: GET (and
+// the operator API's GET_* calls) read, anything else writes, and an
+// agent's registration writes. Authentication comes before the leader
+// check, so only an authenticated caller learns where the leader is.
 func (m *Master) Handler() http.Handler {
 	jobs := legacyapi.NewHandler(m.JobAPI(), m.log)
 	mux := http.NewServeMux()
-	mux.HandleFunc("/api/v3/", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("/api/v3/", m.auth.Guard(mesosauth.ByMethod, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !m.IsLeader() {
 			m.redirect(w, r, func(w http.ResponseWriter, code int, msg string) {
 				legacyapi.WriteError(w, code, errors.New(msg))
@@ -36,16 +41,35 @@ func (m *Master) Handler() http.Handler {
 			return
 		}
 		jobs.ServeHTTP(w, r)
-	})
+	})))
 	mux.HandleFunc("/api/v1", m.serveAPI)
 	mux.HandleFunc("/api/v1/", m.serveAPI)
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
 		operatorapi.WriteNoData(w, http.StatusOK)
 	})
-	mux.HandleFunc(protocol.RegisterPath, m.serveRegister)
-	mux.HandleFunc(protocol.TasksPath, m.serveTasks)
-	mux.HandleFunc(protocol.TasksPath+"/", m.serveTasks)
+	writes := func(*http.Request) mesosauth.Realm { return mesosauth.ReadWrite }
+	mux.Handle(protocol.RegisterPath, m.auth.Guard(writes, http.HandlerFunc(m.serveRegister)))
+	mux.Handle(protocol.TasksPath, m.auth.Guard(mesosauth.ByMethod, http.HandlerFunc(m.serveTasks)))
+	mux.Handle(protocol.TasksPath+"/", m.auth.Guard(mesosauth.ByMethod, http.HandlerFunc(m.serveTasks)))
 	return mux
+}
+
+// callRealm is the authentication realm of an operator call: GET_HEALTH
+// is open (liveness probes poll it), the calls that only read are
+// ReadOnly, and every other call, including any type not listed here, is
+// ReadWrite, so a call nobody classified is protected.
+func callRealm(t master.Call_Type) mesosauth.Realm {
+	switch t {
+	case master.Call_GET_HEALTH:
+		return mesosauth.Open
+	case master.Call_GET_FLAGS, master.Call_GET_VERSION, master.Call_GET_METRICS, master.Call_GET_LOGGING_LEVEL,
+		master.Call_LIST_FILES, master.Call_READ_FILE, master.Call_GET_STATE, master.Call_GET_AGENTS,
+		master.Call_GET_FRAMEWORKS, master.Call_GET_EXECUTORS, master.Call_GET_OPERATIONS, master.Call_GET_TASKS,
+		master.Call_GET_ROLES, master.Call_GET_WEIGHTS, master.Call_GET_MASTER, master.Call_SUBSCRIBE,
+		master.Call_GET_MAINTENANCE_STATUS, master.Call_GET_MAINTENANCE_SCHEDULE, master.Call_GET_QUOTA:
+		return mesosauth.ReadOnly
+	}
+	return mesosauth.ReadWrite
 }
 
 // redirect answers 307 towards the leader's same path, as a Mesos master
@@ -73,6 +97,10 @@ func (m *Master) serveAPI(w http.ResponseWriter, r *http.Request) {
 	var call master.Call
 	codec, ok := operatorapi.ReadCall(w, r, &call)
 	if !ok {
+		return
+	}
+	if !m.auth.Allow(w, r, callRealm(call.Type)) {
+		m.log.WithFields(logrus.Fields{"call": call.Type.String(), "remote": r.RemoteAddr}).Debug("unauthenticated call refused")
 		return
 	}
 	log := m.log.WithField("call", call.Type.String())

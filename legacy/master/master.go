@@ -23,6 +23,7 @@ import (
 	"github.com/vk-titus/vk-titus/discovery"
 	"github.com/vk-titus/vk-titus/legacy/agentclient"
 	"github.com/vk-titus/vk-titus/legacy/master/protocol"
+	"github.com/vk-titus/vk-titus/legacy/mesosauth"
 )
 
 // Version is reported by GET_VERSION and written into MasterInfo.
@@ -87,8 +88,13 @@ type Config struct {
 	// Logger receives the master's logs. Default logrus.StandardLogger().
 	Logger logrus.FieldLogger
 	// AgentClient tunes the clients the master uses to launch, wait for and
-	// kill legacy tasks.
+	// kill legacy tasks; its Credential is what the master sends to agents
+	// that demand authentication (--agent-credential).
 	AgentClient agentclient.Options
+	// HTTPAuth is --authenticate_http_readonly, --authenticate_http_readwrite
+	// and --http_credentials: which endpoints need HTTP Basic credentials
+	// (Handler; doc.go). Zero: none.
+	HTTPAuth mesosauth.Flags
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -175,6 +181,7 @@ type Master struct {
 
 	contender *contender
 	detector  *discovery.Detector
+	auth      *mesosauth.Authenticator // nil: every endpoint is open
 
 	mu         sync.Mutex
 	leading    bool
@@ -235,6 +242,10 @@ func New(cfg Config) (*Master, error) {
 	if err != nil {
 		return nil, err
 	}
+	auth, err := mesosauth.NewAuthenticator(cfg.HTTPAuth)
+	if err != nil {
+		return nil, fmt.Errorf("master: %w", err)
+	}
 	ip := resolveIPv4(cfg.Hostname)
 	mip, _ := discovery.IPToMesos(ip)
 	pid := fmt.Sprintf("master@%s:%d", ip, cfg.Port)
@@ -251,6 +262,7 @@ func New(cfg Config) (*Master, error) {
 			Address:  &discovery.Address{Hostname: cfg.Hostname, IP: ip.String(), Port: cfg.Port},
 		},
 		started:  time.Now(),
+		auth:     auth,
 		agents:   map[string]*agentState{},
 		tasks:    map[TaskID]*task{},
 		clients:  map[string]*agentclient.Client{},
@@ -668,7 +680,7 @@ func Run(ctx context.Context, cfg Config) error {
 		srv.Close()
 		return err
 	}
-	m.log.WithFields(logrus.Fields{"listen": ln.Addr().String(), "zk": cfg.ZK}).Info("serving /api/v1 and /api/v3")
+	m.log.WithFields(logrus.Fields{"listen": ln.Addr().String(), "zk": cfg.ZK, "http_auth": cfg.HTTPAuth.String()}).Info("serving /api/v1 and /api/v3")
 	select {
 	case err = <-errc:
 		m.Stop()

@@ -28,6 +28,7 @@ import (
 	"github.com/vk-titus/vk-titus/legacy/agent"
 	"github.com/vk-titus/vk-titus/legacy/agentclient"
 	"github.com/vk-titus/vk-titus/legacy/master/protocol"
+	"github.com/vk-titus/vk-titus/legacy/mesosauth"
 	"github.com/vk-titus/vk-titus/translate"
 )
 
@@ -81,13 +82,13 @@ type testAgent struct {
 	done   chan struct{}
 }
 
-func startAgent(t *testing.T, id, master, resources string) *testAgent {
+func startAgent(t *testing.T, id, master, resources string, mod ...func(*agent.Config)) *testAgent {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := agent.New(agent.Config{
+	cfg := agent.Config{
 		WorkDir:           t.TempDir(),
 		Listen:            ln.Addr().String(),
 		AgentID:           id,
@@ -96,7 +97,11 @@ func startAgent(t *testing.T, id, master, resources string) *testAgent {
 		Logger:            testLogger(id),
 		Master:            master,
 		HeartbeatInterval: 300 * time.Millisecond,
-	})
+	}
+	for _, f := range mod {
+		f(&cfg)
+	}
+	a, err := agent.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,19 +125,25 @@ func startAgent(t *testing.T, id, master, resources string) *testAgent {
 	return ta
 }
 
-func operator(url string) calls.Sender {
+// operator is an operator API client of the master at url, sending cred
+// (nil: none) with every call.
+func operator(url string, cred ...*mesosauth.Credential) calls.Sender {
+	var c *mesosauth.Credential
+	if len(cred) > 0 {
+		c = cred[0]
+	}
 	cli := httpcli.New(
 		httpcli.Endpoint(url+"/api/v1"),
-		httpcli.Do(httpcli.With(httpcli.Timeout(5*time.Second))),
+		httpcli.Do(httpcli.With(httpcli.Timeout(5*time.Second), httpcli.WrapRoundTripper(c.Wrap))),
 	)
 	return httpmaster.NewSender(cli.Send)
 }
 
-func call(t *testing.T, url string, c *mmaster.Call) (*mmaster.Response, error) {
+func call(t *testing.T, url string, c *mmaster.Call, cred ...*mesosauth.Credential) (*mmaster.Response, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	res, err := operator(url).Send(ctx, calls.NonStreaming(c))
+	res, err := operator(url, cred...).Send(ctx, calls.NonStreaming(c))
 	if res != nil {
 		defer res.Close()
 	}
