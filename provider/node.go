@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"strconv"
@@ -36,10 +37,13 @@ type health struct {
 	info   agentclient.Info
 	legacy agentclient.Resources // held by the legacy platform's own tasks
 	since  time.Time             // when the agent stopped answering
-	gone   bool
-	node   *corev1.Node
-	notify func(*corev1.Node)
-	kick   chan struct{}
+	// refused: the agent answers but refuses the bridge's credentials. It
+	// is there, so its containers are not lost: NotReady, no gone clock.
+	refused error
+	gone    bool
+	node    *corev1.Node
+	notify  func(*corev1.Node)
+	kick    chan struct{}
 }
 
 func newHealth(p *Provider) *health {
@@ -151,7 +155,11 @@ func (h *health) applyReady() {
 	now := metav1.Now()
 	ready := corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
 		Message: "legacy agent " + h.p.agent.Endpoint() + " is answering", LastHeartbeatTime: now, LastTransitionTime: now}
-	if !h.up {
+	switch {
+	case h.refused != nil:
+		ready.Status, ready.Reason = corev1.ConditionFalse, "AgentUnauthorized"
+		ready.Message = h.refused.Error()
+	case !h.up:
 		ready.Status, ready.Reason = corev1.ConditionFalse, "AgentUnreachable"
 		ready.Message = "legacy agent " + h.p.agent.Endpoint() + " does not answer"
 	}
@@ -222,9 +230,18 @@ func (h *health) check(ctx context.Context) error {
 	h.mu.Lock()
 	was := h.up
 	h.up = err == nil
+	refused := errors.Is(err, agentclient.ErrUnauthorized)
+	if refused && h.refused == nil {
+		h.p.log.WithError(err).Error("the agent refuses the bridge's credentials: the node stays NotReady until they are fixed")
+	}
+	reasonChanged := refused != (h.refused != nil)
+	h.refused = nil
+	if refused {
+		h.refused = err
+	}
 	goneNow := false
 	switch {
-	case h.up:
+	case h.up, refused:
 		h.since = time.Time{}
 	case h.since.IsZero():
 		h.since = time.Now()
@@ -245,11 +262,11 @@ func (h *health) check(ctx context.Context) error {
 		h.live = nil // what it held is unknown until it answers again
 	}
 	changed := was != h.up
-	if changed {
+	if changed || reasonChanged {
 		h.applyReady()
 	}
 	var node *corev1.Node
-	if h.node != nil && changed {
+	if h.node != nil && (changed || reasonChanged) {
 		node = h.node.DeepCopy()
 	}
 	cb := h.notify
@@ -268,6 +285,9 @@ func (h *health) check(ctx context.Context) error {
 		}
 	}
 	if !changed {
+		if node != nil && cb != nil {
+			cb(node) // the NotReady reason changed
+		}
 		return err
 	}
 	ev, reason, typ := sm.AgentBack, "NodeReady", corev1.EventTypeNormal

@@ -199,7 +199,8 @@ func (f *fleet) wait(d time.Duration) bool {
 // discover follows the leading master's agent list.
 func (f *fleet) discover(ctx context.Context) error {
 	w, err := discovery.NewAgentWatcher(discovery.AgentWatcherConfig{
-		Master: f.cfg.Master, Interval: f.cfg.AgentPollInterval.Duration, Logger: f.log.WithField("master", f.cfg.Master)})
+		Master: f.cfg.Master, Interval: f.cfg.AgentPollInterval.Duration, Logger: f.log.WithField("master", f.cfg.Master),
+		Credential: f.o.mesosCred})
 	if err != nil {
 		return fmt.Errorf("master %s: %w", f.cfg.Master, err)
 	}

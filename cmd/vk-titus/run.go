@@ -31,6 +31,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/vk-titus/vk-titus/legacy/agentclient"
+	"github.com/vk-titus/vk-titus/legacy/mesosauth"
 	"github.com/vk-titus/vk-titus/provider"
 	"github.com/vk-titus/vk-titus/translate"
 	"github.com/vk-titus/vk-titus/vknode"
@@ -63,6 +64,10 @@ type opts struct {
 	podQueueQPS     float64
 	podQueueBurst   int
 	nodeIP          string
+	// mesosCredentials is the file of the principal the bridge presents to
+	// the agents and masters (HTTP Basic); mesosCred is it loaded.
+	mesosCredentials string
+	mesosCred        *mesosauth.Credential
 }
 
 func envOr(key, def string) string {
@@ -110,6 +115,7 @@ func newRunCommand() *cobra.Command {
 	f.IntVar(&o.kubeAPIBurst, "kube-api-burst", 400, "burst to use while talking with the Kubernetes API server")
 	f.Float64Var(&o.podQueueQPS, "pod-queue-qps", 1000, "items/s each pod controller queue may start (virtual-kubelet's nodeutil leaves 10)")
 	f.IntVar(&o.podQueueBurst, "pod-queue-burst", 2000, "burst of each pod controller queue")
+	f.StringVar(&o.mesosCredentials, "mesos-credentials", os.Getenv("MESOS_CREDENTIALS"), `file of the principal presented to the legacy agents and masters (HTTP Basic): {"principal": ..., "secret": ...}`)
 	f.StringVar(&o.nodeIP, "node-ip", envOr("VKUBELET_POD_IP", "127.0.0.1"), "address the API server reaches this process's kubelet API at")
 	return cmd
 }
@@ -168,6 +174,11 @@ func run(ctx context.Context, o *opts) error {
 	cfg, err := provider.LoadConfig(o.providerConfig)
 	if err != nil {
 		return err
+	}
+	if o.mesosCredentials != "" {
+		if o.mesosCred, err = mesosauth.LoadCredential(o.mesosCredentials); err != nil {
+			return fmt.Errorf("--mesos-credentials: %w", err)
+		}
 	}
 	raiseOpenFileLimit(base)
 
@@ -245,7 +256,7 @@ func newNode(ctx context.Context, o *opts, cfg *provider.Config, client kubernet
 		prov = provider.New(provider.Options{
 			NodeName: name, Agent: agent, Config: cfg,
 			Client: agentclient.New(agent.Endpoint, agentclient.Options{
-				CallTimeout: cfg.Timeouts.AgentCall.Duration, Observe: provider.ObserveAgentCall}),
+				CallTimeout: cfg.Timeouts.AgentCall.Duration, Observe: provider.ObserveAgentCall, Credential: o.mesosCred}),
 			Recorder: recorder, Pods: pc.Pods, ConfigMaps: pc.ConfigMaps, Secrets: pc.Secrets, PodClient: client.CoreV1(),
 			Log: log,
 		})
