@@ -33,12 +33,41 @@
 // # The history is the audit trail
 //
 // Every change writes the entry and a history record (who, when, from
-// which stage to which) in one ZooKeeper transaction, guarded by the
-// entry's version: two operators changing the same application at once
-// both get recorded, in order, or the loser retries on the winner's
-// result. Setting a stage an entry already has records nothing. History
+// which stage to which, and why when the caller said) in one ZooKeeper
+// transaction, guarded by the entry's version: two operators changing the
+// same application at once both get recorded, in order, or the loser
+// retries on the winner's result. Setting a stage an entry already has records nothing. History
 // records are never rewritten; "vk-titus migration history my-app" and
 // GET /api/v3/migration/history read them newest first.
+//
+// # Who is recorded
+//
+// A record's "by" is who made the change as far as anything can vouch for
+// it, never what the caller typed:
+//
+//   - through the job API (Handler served behind an apiauth.Guard), the
+//     authenticated user: a client certificate's CN or a token's user,
+//     e.g. system:serviceaccount:ns:deployer;
+//   - written straight to ZooKeeper (the CLI), "zk-digest:<user>" with
+//     digest credentials, which the ACL checks, else "zk:<local user>",
+//     which nothing checks.
+//
+// What the caller declared (the request's "by", the CLI's --by, else
+// Titus's X-Titus-CallerId header) is kept beside it as "declaredBy", and
+// X-Titus-CallReason as "reason". Records written before this carry only
+// "by", as it was typed.
+//
+// # ZooKeeper ACLs
+//
+// With digest credentials (zk://user:password@host/path, or WithCredentials
+// from a flag or a file) the session authenticates with them and every
+// znode of the tree is created readable by the world and writable by that
+// user only (zkacl.Credentials.ACL): any gateway or tool can follow the
+// stages, only the owner can change them. Open brings a tree created
+// without credentials under that ACL once. Without credentials nothing
+// changes: the znodes are open to all, as before. A Store without the
+// owner's credentials reads as usual and its writes fail with
+// ErrForbidden. The password appears in no log line and no error.
 //
 // # Outages
 //

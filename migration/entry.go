@@ -20,23 +20,31 @@ const (
 var scopes = []Scope{ScopeApplication, ScopeCapacityGroup}
 
 // Entry is the stage set for one application or capacity group: the data
-// of its znode.
+// of its znode. By and DeclaredBy are those of the change that set it.
 type Entry struct {
-	Scope   Scope     `json:"scope"`
-	Name    string    `json:"name"`
-	Stage   string    `json:"stage"`
-	Updated time.Time `json:"updated"`
-	By      string    `json:"by"`
+	Scope      Scope     `json:"scope"`
+	Name       string    `json:"name"`
+	Stage      string    `json:"stage"`
+	Updated    time.Time `json:"updated"`
+	By         string    `json:"by"`
+	DeclaredBy string    `json:"declaredBy,omitempty"`
 }
 
 // Change is one history record: who moved what from which stage to which.
+//
+// By is the author as authenticated (see the package doc, "Who is
+// recorded"); DeclaredBy and Reason are what the caller said about itself
+// and why, which nothing verifies. Records written before authentication
+// existed carry only By, as the caller typed it.
 type Change struct {
-	At    time.Time `json:"at"`
-	By    string    `json:"by"`
-	Scope Scope     `json:"scope"`
-	Name  string    `json:"name"`
-	Old   string    `json:"old"` // "" when there was no entry
-	New   string    `json:"new"` // "" when the entry was removed
+	At         time.Time `json:"at"`
+	By         string    `json:"by"`
+	DeclaredBy string    `json:"declaredBy,omitempty"`
+	Reason     string    `json:"reason,omitempty"`
+	Scope      Scope     `json:"scope"`
+	Name       string    `json:"name"`
+	Old        string    `json:"old"` // "" when there was no entry
+	New        string    `json:"new"` // "" when the entry was removed
 }
 
 // Decision is what Resolve found: the stage, and the entry it came from
@@ -89,10 +97,16 @@ func validKey(scope Scope, name string) error {
 	return validName("name", name)
 }
 
-// validBy wants an author: the history is the audit trail.
-func validBy(by string) error {
-	if by == "" || len(by) > maxName {
-		return fmt.Errorf("%w: author (by) must be 1 to %d bytes", ErrInvalid, maxName)
+// validDeclared accepts a declared author: optional (the authenticated
+// one is always recorded), printable, and short, as it is shown in tables.
+func validDeclared(by string) error {
+	if len(by) > maxName {
+		return fmt.Errorf("%w: declared author (by) is longer than %d bytes", ErrInvalid, maxName)
+	}
+	for _, r := range by {
+		if !unicode.IsPrint(r) {
+			return fmt.Errorf("%w: declared author (by) %q: contains %q", ErrInvalid, by, r)
+		}
 	}
 	return nil
 }

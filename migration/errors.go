@@ -20,6 +20,9 @@ var (
 	// ErrConflict: other writers kept changing the entry between our read
 	// and our write, more often than we retry.
 	ErrConflict = errors.New("concurrent update")
+	// ErrForbidden: ZooKeeper refused the write: the znodes' ACL lets only
+	// their owner write, and this Store lacks the owner's credentials.
+	ErrForbidden = errors.New("zookeeper refused the write: give the stages' owner credentials (zk://user:password@...)")
 )
 
 // unreachable tells the errors that mean "ZooKeeper could not be asked"

@@ -29,9 +29,13 @@ const (
 //	GET    /api/v3/migration/history?scope=&name=&limit=  {"items":[Change...]}
 //	GET    /api/v3/migration/resolve?applicationName=&capacityGroup=  {"stage","scope","name"}
 //
-// Reads come from the Store's copy; writes go to ZooKeeper (503 while it is
+// "by" is optional and recorded as declared only: behind an apiauth.Guard
+// the change's author is the authenticated caller (see Store.Set). Reads
+// come from the Store's copy; writes go to ZooKeeper (503 while it is
 // unreachable). Errors are {"error": "..."} with 400 (invalid input), 404,
-// 405, 409 (too many concurrent writers), 413 (body over 64 KiB) or 503.
+// 405, 409 (too many concurrent writers), 413 (body over 64 KiB), 500
+// (ErrForbidden: the server lacks the znodes' owner credentials, a
+// configuration error) or 503.
 func Handler(s *Store) http.Handler {
 	h := handler{s}
 	mux := http.NewServeMux()

@@ -65,12 +65,12 @@ func testHandler(t *testing.T, url string) {
 
 	var ch Change
 	expect("PUT", stages+"/application/a", `{"stage":"kube","by":"alice"}`, 200, &ch)
-	if ch.Old != "" || ch.New != "kube" || ch.By != "alice" || ch.Scope != ScopeApplication || ch.Name != "a" {
+	if ch.Old != "" || ch.New != "kube" || ch.By != s.self || ch.DeclaredBy != "alice" || ch.Scope != ScopeApplication || ch.Name != "a" {
 		t.Errorf("PUT answered %+v", ch)
 	}
 	var e Entry
 	expect("GET", stages+"/application/a", "", 200, &e)
-	if e.Stage != "kube" || e.By != "alice" {
+	if e.Stage != "kube" || e.DeclaredBy != "alice" {
 		t.Errorf("GET after PUT: %+v", e)
 	}
 	expect("GET", stages, "", 200, &list)
@@ -89,7 +89,7 @@ func testHandler(t *testing.T, url string) {
 
 	for _, bad := range []struct{ path, body string }{
 		{"/application/a", `{"stage":"most","by":"alice"}`},
-		{"/application/a", `{"stage":"kube"}`},
+		{"/application/a", `{"stage":"kube","by":"al\u0000ice"}`},
 		{"/job/a", `{"stage":"kube","by":"alice"}`},
 		{"/application/a%2Fb", `{"stage":"kube","by":"alice"}`},
 		{"/application/a", `{"stage":"kube","by":"alice","reason":"why not"}`},
@@ -113,7 +113,7 @@ func testHandler(t *testing.T, url string) {
 	expect("GET", APIPrefix+"/history?scope=job", "", 400, nil)
 
 	expect("DELETE", stages+"/application/a?by=bob", "", 200, &ch)
-	if ch.Old != "kube" || ch.New != "" || ch.By != "bob" {
+	if ch.Old != "kube" || ch.New != "" || ch.DeclaredBy != "bob" {
 		t.Errorf("DELETE answered %+v", ch)
 	}
 	expect("DELETE", stages+"/application/a?by=bob", "", 404, nil)

@@ -35,6 +35,12 @@ func TestWithZooKeeper(t *testing.T) {
 		{"Invalid", testInvalid},
 		{"VersionNodeRecreated", testVersionNodeRecreated},
 		{"Handler", testHandler},
+		{"Author", testAuthor},
+		{"HandlerBehindAuth", testHandlerBehindAuth},
+		{"ACL", testACL},
+		{"SecureExisting", testSecureExisting},
+		{"SecuredByOther", testSecuredByOther},
+		{"NoPasswordShown", testNoPasswordShown},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, "zk://"+addr+"/vk-titus/migration/"+tc.name) })
 	}

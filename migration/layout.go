@@ -1,6 +1,7 @@
 package migration
 
 import (
+	"errors"
 	"path"
 
 	"github.com/go-zookeeper/zk"
@@ -28,10 +29,30 @@ func (l layout) entry(s Scope, n string) string { return path.Join(l.root, strin
 func (l layout) history() string                { return path.Join(l.root, "history") }
 func (l layout) version() string                { return path.Join(l.root, "version") }
 
-// ensure creates the root, the directories and the version node.
-func (l layout) ensure(c *zk.Conn) error {
-	for _, p := range []string{l.dir(ScopeApplication), l.dir(ScopeCapacityGroup), l.history(), l.version()} {
-		if err := discovery.EnsurePath(c, p); err != nil {
+// nodes are the znodes of the tree itself, parents first.
+func (l layout) nodes() []string {
+	return []string{l.root, l.dir(ScopeApplication), l.dir(ScopeCapacityGroup), l.history(), l.version()}
+}
+
+// ensure creates the root, the directories and the version node with acl.
+// The root's parents are shared with other components (/vk-titus): they
+// get ZooKeeper's open default, which lets nobody remove a non-empty root.
+func (l layout) ensure(c *zk.Conn, acl []zk.ACL) error {
+	if err := discovery.EnsurePath(c, path.Dir(l.root)); err != nil {
+		return err
+	}
+	for _, p := range l.nodes() {
+		// Exists first: on a protected tree, a reader without credentials
+		// may not even try to create (ZooKeeper checks the parent's ACL
+		// before the child's existence).
+		ok, _, err := c.Exists(p)
+		if err != nil {
+			return err
+		}
+		if ok {
+			continue
+		}
+		if _, err := c.Create(p, nil, 0, acl); err != nil && !errors.Is(err, zk.ErrNodeExists) {
 			return err
 		}
 	}

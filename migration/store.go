@@ -2,6 +2,7 @@ package migration
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -11,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/vk-titus/vk-titus/discovery"
+	"github.com/vk-titus/vk-titus/zkacl"
 )
 
 // Store is the migration stages kept in ZooKeeper, with an in-memory copy
@@ -23,6 +25,12 @@ type Store struct {
 	def  Stage
 	log  logrus.FieldLogger
 	conn *discovery.Conn
+	// creds authenticate the session (zero: none); acl is what every
+	// znode the Store creates gets; self is who direct writes are
+	// recorded as (see author).
+	creds zkacl.Credentials
+	acl   []zk.ACL
+	self  string
 
 	mu      sync.RWMutex
 	entries map[key]cached
@@ -53,18 +61,40 @@ type cached struct {
 }
 
 func (c cached) same(o cached) bool {
-	return c.entry.Stage == o.entry.Stage && c.entry.By == o.entry.By && c.entry.Updated.Equal(o.entry.Updated)
+	return c.entry.Stage == o.entry.Stage && c.entry.By == o.entry.By && c.entry.DeclaredBy == o.entry.DeclaredBy &&
+		c.entry.Updated.Equal(o.entry.Updated)
 }
 
-// Open connects to ZooKeeper at zkURL (zk://host:port[,host:port]/root;
-// the root is created if missing), reads every entry and keeps following
-// them until Close. def is the stage of applications no entry names.
+// Open connects to ZooKeeper at zkURL (zk://[user:password@]host:port
+// [,host:port]/root; the root is created if missing), reads every entry
+// and keeps following them until Close. def is the stage of applications
+// no entry names.
+//
+// With digest credentials (in the URL, or WithCredentials, which wins) the
+// session authenticates with them, the znodes the Store creates are
+// readable by the world and writable by their owner only, and a tree
+// created without them is brought under that ACL (see secure). Without,
+// the znodes are open to all, as ZooKeeper's default is.
 //
 // ctx bounds the wait for the first session and the first read: a gateway
 // that cannot learn the stages must not start, or it would send migrated
-// applications back to the default. log may be nil.
-func Open(ctx context.Context, zkURL string, def Stage, log logrus.FieldLogger) (*Store, error) {
-	u, err := discovery.ParseZKURL(zkURL)
+// applications back to the default. log may be nil. No error or log line
+// shows the password.
+func Open(ctx context.Context, zkURL string, def Stage, log logrus.FieldLogger, opts ...Option) (*Store, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	// The credentials are taken out first: whatever parses the rest may
+	// quote it in its errors.
+	bare, creds, err := zkacl.SplitURL(zkURL)
+	if err != nil {
+		return nil, fmt.Errorf("migration: %w: %w", ErrInvalid, err)
+	}
+	if !o.creds.IsZero() {
+		creds = o.creds
+	}
+	u, err := discovery.ParseZKURL(bare)
 	if err != nil {
 		return nil, fmt.Errorf("migration: %w: %w", ErrInvalid, err)
 	}
@@ -83,6 +113,7 @@ func Open(ctx context.Context, zkURL string, def Stage, log logrus.FieldLogger) 
 	}
 	s := &Store{
 		l: layout{root: u.Path}, def: def, log: log, conn: conn,
+		creds: creds, acl: creds.ACL(), self: directAuthor(creds),
 		entries:  map[key]cached{},
 		advanced: make(chan struct{}),
 		stop:     make(chan struct{}),
@@ -106,8 +137,20 @@ func (s *Store) start(ctx context.Context) (<-chan zk.Event, error) {
 		case <-s.conn.Kick:
 		}
 	}
-	if err := s.l.ensure(s.conn.Conn); err != nil {
+	if !s.creds.IsZero() {
+		// Before anything else on the session, and synchronously:
+		// go-zookeeper then sends it again first on every reconnection.
+		if err := s.conn.AddAuth(zkacl.Scheme, s.creds.Auth()); err != nil {
+			return nil, zkError("authenticating as "+s.creds.User, err)
+		}
+	}
+	if err := s.l.ensure(s.conn.Conn, s.acl); err != nil {
 		return nil, zkError("creating the tree", err)
+	}
+	if !s.creds.IsZero() {
+		if err := s.secure(ctx); err != nil {
+			return nil, err
+		}
 	}
 	watch, err := s.refresh()
 	if err != nil {
@@ -209,6 +252,9 @@ func (s *Store) notifyLocked() {
 // zkError wraps a ZooKeeper error, marking it ErrUnavailable when
 // ZooKeeper could not be asked at all.
 func zkError(what string, err error) error {
+	if errors.Is(err, zk.ErrNoAuth) {
+		return fmt.Errorf("%s: %w: %w", what, ErrForbidden, err)
+	}
 	if unreachable(err) {
 		return fmt.Errorf("%s: %w: %w", what, ErrUnavailable, err)
 	}

@@ -41,7 +41,7 @@ func testPrecedence(t *testing.T, url string) {
 	want("app", "cg", "30%", ScopeCapacityGroup, "cg")
 
 	e, ok := s.Get(ScopeCapacityGroup, "cg")
-	if !ok || e.Stage != "30%" || e.By != "alice" || e.Scope != ScopeCapacityGroup || e.Name != "cg" || e.Updated.IsZero() {
+	if !ok || e.Stage != "30%" || e.By != s.self || e.DeclaredBy != "alice" || e.Scope != ScopeCapacityGroup || e.Name != "cg" || e.Updated.IsZero() {
 		t.Errorf("Get = %+v, %v", e, ok)
 	}
 	if l := s.List(); len(l) != 1 || l[0].Name != "cg" {
@@ -59,7 +59,7 @@ func testNoOpAndNotFound(t *testing.T, url string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again.Old != "10%" || again.New != "10%" || again.By != "alice" || !again.At.Equal(first.At) {
+	if again.Old != "10%" || again.New != "10%" || again.DeclaredBy != "alice" || !again.At.Equal(first.At) {
 		t.Errorf("setting the same stage again: %+v, want the unchanged entry (%+v)", again, first)
 	}
 	// "0%" and "legacy" send the same jobs, but are not the same text.
@@ -128,7 +128,7 @@ func testHistory(t *testing.T, url string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(all) != 5 || all[2].Name != "y" || all[2].New != "kube" || all[2].By != "erin" {
+		if len(all) != 5 || all[2].Name != "y" || all[2].New != "kube" || all[2].DeclaredBy != "erin" || all[2].By != s.self {
 			t.Fatalf("all history: %+v", all)
 		}
 		x, err := s.History(ctx(t), ScopeApplication, "x", 0)
@@ -137,7 +137,7 @@ func testHistory(t *testing.T, url string) {
 		}
 		var got []string
 		for i, c := range x {
-			got = append(got, c.Old+"→"+c.New+" by "+c.By)
+			got = append(got, c.Old+"→"+c.New+" by "+c.DeclaredBy)
 			if i > 0 && c.At.After(x[i-1].At) {
 				t.Errorf("history not newest first: %v after %v", c.At, x[i-1].At)
 			}
@@ -145,7 +145,7 @@ func testHistory(t *testing.T, url string) {
 		if strings.Join(got, ", ") != strings.Join(wantX, ", ") {
 			t.Errorf("history of x: %v, want %v", got, wantX)
 		}
-		if two, err := s.History(ctx(t), "", "x", 2); err != nil || len(two) != 2 || two[0].By != "dave" {
+		if two, err := s.History(ctx(t), "", "x", 2); err != nil || len(two) != 2 || two[0].DeclaredBy != "dave" {
 			t.Errorf("limited history: %+v, %v", two, err)
 		}
 		if none, err := s.History(ctx(t), ScopeCapacityGroup, "x", 0); err != nil || len(none) != 0 {
@@ -245,7 +245,8 @@ func testInvalid(t *testing.T, url string) {
 		{ScopeApplication, "a\x00b", Kube, "alice"},
 		{ScopeApplication, strings.Repeat("a", 201), Kube, "alice"},
 		{ScopeApplication, "app", Stage{Percent: 150}, "alice"},
-		{ScopeApplication, "app", Kube, ""},
+		{ScopeApplication, "app", Kube, "al\nice"},
+		{ScopeApplication, "app", Kube, strings.Repeat("b", 201)},
 	} {
 		if _, err := s.Set(ctx(t), c.scope, c.name, c.stage, c.by); !errors.Is(err, ErrInvalid) {
 			t.Errorf("Set(%q, %q, %v, %q) = %v, want ErrInvalid", c.scope, c.name, c.stage, c.by, err)

@@ -77,7 +77,7 @@ func (s *Store) refresh() (<-chan zk.Event, error) {
 	data, stat, watch, err := s.conn.GetW(s.l.version())
 	if errors.Is(err, zk.ErrNoNode) {
 		// Someone removed the tree: lay it out again; what it held is gone.
-		if err := s.l.ensure(s.conn.Conn); err != nil {
+		if err := s.l.ensure(s.conn.Conn, s.acl); err != nil {
 			return nil, err
 		}
 		data, stat, watch, err = s.conn.GetW(s.l.version())
@@ -141,7 +141,7 @@ func (s *Store) reloadOne(change Change) error {
 		delete(s.entries, k)
 	}
 	s.log.WithFields(logrus.Fields{
-		"scope": k.scope, "name": k.name, "old": old.entry.Stage, "new": c.entry.Stage, "by": change.By,
+		"scope": k.scope, "name": k.name, "old": old.entry.Stage, "new": c.entry.Stage, "user": change.By, "caller": change.DeclaredBy,
 	}).Info("migration stage changed")
 	s.notifyLocked()
 	return nil

@@ -22,15 +22,19 @@ const maxAttempts = 5
 // a watch that will not come.
 const applyWait = 5 * time.Second
 
-// Set records stage for an application or capacity group, with by as its
-// author. The entry, a history record and the version znode change in one
+// Set records stage for an application or capacity group. Its author is
+// the authenticated caller in ctx (apiauth.From), else the Store's own
+// identity; by is what the caller declares (optional: "" leaves the
+// X-Titus-CallerId it sent, if any). The entry, a history record and the
+// version znode change in one
 // ZooKeeper transaction guarded by the entry's version, retried when
 // another writer got in between. Setting the stage an entry already has is
 // a no-op: it returns a Change with Old == New, carrying the entry's own
 // time and author, and records no history.
 //
-// Errors wrap ErrInvalid (bad scope, name, stage or author), ErrUnavailable
-// (ZooKeeper unreachable) or ErrConflict (retries exhausted). ctx bounds
+// Errors wrap ErrInvalid (bad scope, name, stage or declared author),
+// ErrUnavailable (ZooKeeper unreachable), ErrForbidden (the znodes' ACL
+// refuses this Store) or ErrConflict (retries exhausted). ctx bounds
 // the retries; each ZooKeeper request is bounded by the session timeout.
 func (s *Store) Set(ctx context.Context, scope Scope, name string, stage Stage, by string) (Change, error) {
 	if _, err := ParseStage(stage.String()); err != nil {
@@ -55,11 +59,12 @@ func (s *Store) write(ctx context.Context, verb string, scope Scope, name, stage
 	if err := validKey(scope, name); err != nil {
 		return fail(err)
 	}
-	if err := validBy(by); err != nil {
+	if err := validDeclared(by); err != nil {
 		return fail(err)
 	}
+	author, declared, reason := s.author(ctx, by)
 	p := s.l.entry(scope, name)
-	log := s.log.WithFields(logrus.Fields{"scope": scope, "name": name, "by": by})
+	log := s.log.WithFields(logrus.Fields{"scope": scope, "name": name, "user": author, "caller": declared})
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return fail(err)
@@ -72,9 +77,10 @@ func (s *Store) write(ctx context.Context, verb string, scope Scope, name, stage
 		case stat == nil && stage == "":
 			return fail(ErrNotFound)
 		case stat != nil && stage != "" && cur.Stage == stage:
-			return Change{At: cur.Updated, By: cur.By, Scope: scope, Name: name, Old: stage, New: stage}, nil
+			return Change{At: cur.Updated, By: cur.By, DeclaredBy: cur.DeclaredBy, Scope: scope, Name: name, Old: stage, New: stage}, nil
 		}
-		ch := Change{At: time.Now().UTC(), By: by, Scope: scope, Name: name, Old: cur.Stage, New: stage}
+		ch := Change{At: time.Now().UTC(), By: author, DeclaredBy: declared, Reason: reason,
+			Scope: scope, Name: name, Old: cur.Stage, New: stage}
 		ops, err := s.ops(p, stat, ch)
 		if err != nil {
 			return fail(err)
@@ -126,13 +132,13 @@ func (s *Store) ops(p string, stat *zk.Stat, ch Change) ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	acl := zk.WorldACL(zk.PermAll)
+	acl := s.acl
 	var entry any
 	switch {
 	case ch.New == "":
 		entry = &zk.DeleteRequest{Path: p, Version: stat.Version}
 	default:
-		data, err := json.Marshal(Entry{Scope: ch.Scope, Name: ch.Name, Stage: ch.New, Updated: ch.At, By: ch.By})
+		data, err := json.Marshal(Entry{Scope: ch.Scope, Name: ch.Name, Stage: ch.New, Updated: ch.At, By: ch.By, DeclaredBy: ch.DeclaredBy})
 		if err != nil {
 			return nil, err
 		}
