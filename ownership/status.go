@@ -1,0 +1,147 @@
+package ownership
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"text/tabwriter"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// Status is the fleet as its Leases (and Node objects) say, for operators.
+// Ages are the reader's clock minus the writer's renewTime: unlike the
+// replicas' own judgement, they include the clock skew between the two.
+type Status struct {
+	Namespace string
+	Replicas  []ReplicaStatus
+	Nodes     []NodeStatus
+}
+
+// ReplicaStatus is one membership lease.
+type ReplicaStatus struct {
+	Identity string
+	Age      time.Duration // since its last renewal
+	Expired  bool
+	Nodes    int    // node leases it holds
+	Serves   string // node-set size it announced
+}
+
+// NodeStatus is one node lease.
+type NodeStatus struct {
+	Node        string
+	Holder      string // "" free
+	Age         time.Duration
+	Expired     bool
+	Transitions int32
+	NodeOwner   string // the Node object's vk-titus.io/owner annotation; "-": no Node
+}
+
+// ReadStatus lists the Leases of namespace and the virtual nodes, and
+// reports them as of now.
+func ReadStatus(ctx context.Context, client kubernetes.Interface, namespace string, now time.Time) (*Status, error) {
+	leases, err := client.CoordinationV1().Leases(namespace).List(ctx, metav1.ListOptions{LabelSelector: LabelLease})
+	if err != nil {
+		return nil, fmt.Errorf("listing leases in %s: %w", namespace, err)
+	}
+	// vknode labels its nodes type=virtual-kubelet.
+	nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: "type=virtual-kubelet"})
+	if err != nil {
+		return nil, fmt.Errorf("listing nodes: %w", err)
+	}
+	owners := make(map[string]string, len(nodes.Items))
+	for _, n := range nodes.Items {
+		owners[n.Name] = n.Annotations[AnnotationOwner]
+	}
+	s := &Status{Namespace: namespace}
+	held := map[string]int{}
+	for i := range leases.Items {
+		l, ok := parseLease(&leases.Items[i], now)
+		if !ok {
+			continue
+		}
+		age, expired := remoteAge(&leases.Items[i], now)
+		switch l.kind {
+		case kindReplica:
+			s.Replicas = append(s.Replicas, ReplicaStatus{Identity: l.key, Age: age, Expired: expired,
+				Serves: leases.Items[i].Annotations[annotationNodesCount]})
+		case kindNode:
+			owner, found := owners[l.key]
+			if !found {
+				owner = "-"
+			}
+			ns := NodeStatus{Node: l.key, Holder: l.holder, Age: age, Expired: expired, NodeOwner: owner}
+			if t := leases.Items[i].Spec.LeaseTransitions; t != nil {
+				ns.Transitions = *t
+			}
+			s.Nodes = append(s.Nodes, ns)
+			if l.holder != "" && !expired {
+				held[l.holder]++
+			}
+		}
+	}
+	for i := range s.Replicas {
+		s.Replicas[i].Nodes = held[s.Replicas[i].Identity]
+	}
+	slices.SortFunc(s.Replicas, func(a, b ReplicaStatus) int { return cmp.Compare(a.Identity, b.Identity) })
+	slices.SortFunc(s.Nodes, func(a, b NodeStatus) int {
+		return cmp.Or(cmp.Compare(a.Holder, b.Holder), cmp.Compare(a.Node, b.Node))
+	})
+	return s, nil
+}
+
+// remoteAge is how long ago l was renewed, and whether its duration has
+// passed since.
+func remoteAge(l *coordinationv1.Lease, now time.Time) (time.Duration, bool) {
+	if l.Spec.RenewTime == nil {
+		return 0, true
+	}
+	age := now.Sub(l.Spec.RenewTime.Time)
+	d := time.Duration(0)
+	if l.Spec.LeaseDurationSeconds != nil {
+		d = time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second
+	}
+	return age, age >= d
+}
+
+// WriteTable prints the replicas, then the node leases grouped by holder.
+func (s *Status) WriteTable(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "REPLICA\tLEASE AGE\tSTATE\tNODES\tSERVES\n")
+	for _, r := range s.Replicas {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", r.Identity, age(r.Age), state(r.Expired, "live"), r.Nodes, dash(r.Serves))
+	}
+	fmt.Fprintf(tw, "\nNODE\tHOLDER\tLEASE AGE\tSTATE\tTRANSITIONS\tNODE OWNER\n")
+	for _, n := range s.Nodes {
+		st := state(n.Expired, "held")
+		if n.Holder == "" {
+			st = "free"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", n.Node, dash(n.Holder), age(n.Age), st, n.Transitions, dash(n.NodeOwner))
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("writing fleet status: %w", err)
+	}
+	return nil
+}
+
+func age(d time.Duration) string { return d.Round(100 * time.Millisecond).String() }
+
+func state(expired bool, live string) string {
+	if expired {
+		return "expired"
+	}
+	return live
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
