@@ -295,8 +295,10 @@ func TestRestartReadoptsWithoutRelaunch(t *testing.T) {
 		t.Fatal(err)
 	}
 	// While the bridge is down: one pod is force-deleted, one deleted the
-	// ordinary way (it waits for its kubelet), one finishes.
-	kubectl(t, "delete", "pod", "-n", ns, "orphan", "--grace-period=0", "--force")
+	// ordinary way (it waits for its kubelet), one finishes. The forced one
+	// stays until the bridge has removed its container (its finalizer), so
+	// kubectl is not to wait for it.
+	kubectl(t, "delete", "pod", "-n", ns, "orphan", "--grace-period=0", "--force", "--wait=false")
 	kubectl(t, "delete", "pod", "-n", ns, "deleted-while-down", "--wait=false")
 	time.Sleep(4 * time.Second)
 	if err := env.Start("vk-titus"); err != nil {
@@ -308,6 +310,7 @@ func TestRestartReadoptsWithoutRelaunch(t *testing.T) {
 		t.Errorf("finishes: %+v", p.Status.ContainerStatuses[0].State)
 	}
 	waitNoProcess(t, orphan, 30*time.Second)
+	waitGone(t, "orphan", 60*time.Second)
 	waitGone(t, "deleted-while-down", 60*time.Second)
 	waitNoProcess(t, graceful, 10*time.Second)
 	after := processesWith(keep)
