@@ -19,8 +19,9 @@ SHELL := /bin/bash
 GO ?= go
 BINS := vk-titus legacy-agent legacy-master
 AGENTS ?= 1
+REPLICAS ?= 1
 E2E_TIMEOUT ?= 40m
-export AGENTS
+export AGENTS REPLICAS
 
 .PHONY: build up down demo test test-unit test-e2e bench clean FORCE
 
@@ -49,18 +50,25 @@ test-unit:
 # The stack is always brought down, and the exit code is go test's (or up's).
 # On failure the tails of the current components' logs are printed, then go test's
 # package result lines once more so that they stay the closing lines.
-# The end-to-end suite wants the fleet: two legacy masters, three agents.
+# Two stacks, one after the other: the suite wants the fleet (two legacy
+# masters, three agents, one bridge), then integration/ha wants three bridge
+# replicas sharing six agents.
+E2E_MAIN := ./integration/ ./integration/stack/
+E2E_HA := ./integration/ha/
 test-e2e:
-	@rc=0; out=$$(mktemp); \
-	if AGENTS=3 MASTERS=2 scripts/stack.sh up >/dev/null; then \
-	  set -o pipefail; \
-	  $(GO) test -count=1 -timeout $(E2E_TIMEOUT) ./integration/... 2>&1 | tee "$$out" || rc=$$?; \
-	else rc=$$?; echo "test-e2e: make up failed (exit $$rc)" >&2; fi; \
-	if [ $$rc -ne 0 ]; then \
-	  for c in .local/cmd/*; do f=.local/logs/$${c##*/}.log; [ -f "$$f" ] || continue; \
-	    echo "==== tail -n 40 $$f"; tail -n 40 "$$f"; done; \
-	fi; \
-	scripts/stack.sh down >/dev/null 2>&1 || echo "test-e2e: make down failed" >&2; \
+	@rc=0; out=$$(mktemp); set -o pipefail; \
+	phase() { \
+	  if env "$$1" "$$2" "$$3" scripts/stack.sh up >/dev/null; then \
+	    $(GO) test -count=1 -timeout $(E2E_TIMEOUT) $$4 2>&1 | tee -a "$$out" || rc=$$?; \
+	  else rc=$$?; echo "test-e2e: make up failed (exit $$rc)" >&2; fi; \
+	  if [ $$rc -ne 0 ]; then \
+	    for c in .local/cmd/*; do f=.local/logs/$${c##*/}.log; [ -f "$$f" ] || continue; \
+	      echo "==== tail -n 40 $$f"; tail -n 40 "$$f"; done; \
+	  fi; \
+	  scripts/stack.sh down >/dev/null 2>&1 || echo "test-e2e: make down failed" >&2; \
+	}; \
+	phase AGENTS=3 MASTERS=2 REPLICAS=1 "$(E2E_MAIN)"; \
+	[ $$rc -ne 0 ] || phase AGENTS=6 MASTERS=2 REPLICAS=3 "$(E2E_HA)"; \
 	if [ $$rc -ne 0 ] && [ -s "$$out" ]; then \
 	  echo "==== go test results (repeated)"; grep -E '^(ok|FAIL|---|\?|panic:)' "$$out" || true; \
 	fi; \
@@ -80,6 +88,31 @@ SEED ?= 0
 chaos:
 	$(GO) build -o bin/vk-chaos ./cmd/vk-chaos
 	bin/vk-chaos --duration $(DURATION) --seed $(SEED) $(CHAOS_FLAGS)
+
+# The generated Go code is committed; this regenerates it with protoc
+# (Debian's protobuf-compiler) and the pinned plugins, installed outside the
+# clone, then writes api/titus/proto.sum: the plugins' versions and the
+# .proto files' checksums, which api/titus's test compares with the files
+# (a .proto changed without `make proto` fails go test).
+PROTOC_GEN_GO_VERSION := v1.36.11
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+PROTO_BIN ?= $(HOME)/.cache/vk-titus/bin
+PROTO_MODULE := github.com/vk-titus/vk-titus
+.PHONY: proto
+proto:
+	@command -v protoc >/dev/null || { echo "make proto: protoc is missing (apt-get install protobuf-compiler)" >&2; exit 1; }
+	GOBIN=$(PROTO_BIN)/protoc-gen-go@$(PROTOC_GEN_GO_VERSION) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	GOBIN=$(PROTO_BIN)/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	protoc -I api/titus/proto \
+	  --plugin=protoc-gen-go=$(PROTO_BIN)/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)/protoc-gen-go \
+	  --plugin=protoc-gen-go-grpc=$(PROTO_BIN)/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)/protoc-gen-go-grpc \
+	  --go_out=. --go_opt=module=$(PROTO_MODULE) \
+	  --go-grpc_out=. --go-grpc_opt=module=$(PROTO_MODULE) \
+	  api/titus/proto/netflix/titus/*.proto
+	{ echo "# Written by make proto; api/titus's test compares it with the .proto files."; \
+	  echo "protoc-gen-go $(PROTOC_GEN_GO_VERSION)"; \
+	  echo "protoc-gen-go-grpc $(PROTOC_GEN_GO_GRPC_VERSION)"; \
+	  (cd api/titus && sha256sum proto/netflix/titus/*.proto); } > api/titus/proto.sum
 
 clean:
 	-@scripts/stack.sh down

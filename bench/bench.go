@@ -128,7 +128,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	if b.client, err = kubernetes.NewForConfig(cfg); err != nil {
 		return err
 	}
-	b.agent = agentclient.New(env.LegacyAgent, agentclient.Options{CallTimeout: 60 * time.Second})
+	b.agent = agentclient.New(env.LegacyAgent, agentclient.Options{CallTimeout: 60 * time.Second, Credential: env.MesosCredential})
 	b.agentDir = filepath.Join(env.StackRoot, "agents", "agent-0")
 
 	if err := b.setup(ctx); err != nil {

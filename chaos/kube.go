@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -108,10 +109,11 @@ type AgentView struct {
 	Err        error            // GET_CONTAINERS failed
 }
 
-// ReadAgentView reads one agent's containers and processes.
-func ReadAgentView(name, url, workDir string) AgentView {
+// ReadAgentView reads one agent's containers (through cli, as
+// AgentContainers) and processes.
+func ReadAgentView(cli *http.Client, name, url, workDir string) AgentView {
 	v := AgentView{Name: name, Processes: LiveProcesses(workDir)}
-	v.Containers, v.Err = AgentContainers(url)
+	v.Containers, v.Err = AgentContainers(cli, url)
 	if ents, err := os.ReadDir(filepath.Join(workDir, "sandboxes")); err == nil {
 		for _, e := range ents {
 			if e.IsDir() {

@@ -11,7 +11,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // LiveProcesses maps container id → pids of the processes whose working
@@ -57,9 +56,10 @@ func zombie(pid int) bool {
 }
 
 // AgentContainers lists the container ids an agent reports
-// (GET_CONTAINERS with standalone containers) at its base URL.
-func AgentContainers(agentURL string) ([]string, error) {
-	cli := &http.Client{Timeout: 20 * time.Second}
+// (GET_CONTAINERS with standalone containers) at its base URL. cli carries
+// the credential an agent that demands one wants, and the call's timeout
+// (stack.Env.MesosClient).
+func AgentContainers(cli *http.Client, agentURL string) ([]string, error) {
 	res, err := cli.Post(agentURL+"/api/v1", "application/json",
 		strings.NewReader(`{"type":"GET_CONTAINERS","get_containers":{"show_standalone":true}}`))
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,6 +57,7 @@ type runner struct {
 	env     *stack.Env
 	kc      *kubernetes.Clientset
 	legacy  *LegacyClient
+	mesos   *http.Client // direct agent calls, with the stack's credential
 	ns      string
 	rnd     *rand.Rand
 	mu      sync.Mutex
@@ -99,6 +101,7 @@ func Execute(ctx context.Context, o Options) (*Result, error) {
 		return nil, errors.New("the chaos run needs the stack with vk-titus, masters, agents and the gateway (make up AGENTS=3 MASTERS=2)")
 	}
 	r.legacy = &LegacyClient{Base: env.Vars["LEGACY_API"]}
+	r.mesos = env.MesosClient(20 * time.Second)
 	cfg, err := env.RestConfig()
 	if err != nil {
 		return nil, err
@@ -237,9 +240,12 @@ func (r *runner) start(name string) error {
 	return err
 }
 
-// heal starts whatever does not run (stack.sh up is idempotent).
+// heal starts whatever does not run (stack.sh up is idempotent), in the
+// shape the stack runs in: an up with another MESOS_AUTH would restart
+// the agents, masters and vk-titus.
 func (r *runner) heal(ctx context.Context) error {
-	return script(ctx, r.env.Root, []string{"AGENTS=" + r.env.Vars["AGENTS"], "MASTERS=" + r.env.Vars["MASTERS"], "SKIP_BUILD=1"}, "up")
+	return script(ctx, r.env.Root, []string{"AGENTS=" + r.env.Vars["AGENTS"], "MASTERS=" + r.env.Vars["MASTERS"],
+		"MESOS_AUTH=" + r.env.Vars["MESOS_AUTH"], "SKIP_BUILD=1"}, "up")
 }
 
 // ---------------------------------------------------------------- workload
@@ -497,7 +503,7 @@ func (r *runner) check(ctx context.Context) []Violation {
 	var views []AgentView
 	live := map[string][]int{}
 	for i, u := range r.env.LegacyAgents {
-		v := ReadAgentView(fmt.Sprintf("agent-%d", i), u, r.env.AgentWorkDir(i))
+		v := ReadAgentView(r.mesos, fmt.Sprintf("agent-%d", i), u, r.env.AgentWorkDir(i))
 		// Sandboxes are judged for the containers of this run only (older
 		// ones may predate the bridge's clean-up).
 		var sbs []string

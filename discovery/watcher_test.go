@@ -235,7 +235,7 @@ func TestAgentWatcher(t *testing.T) {
 		t.Log("note: polls still succeed during the ZooKeeper outage")
 	}
 	zks.Restart()
-	until(t, 15*time.Second, "polls to succeed again", func() bool { _, err := w.LastSync(); return err == nil })
+	until(t, time.Minute, "polls to succeed again", func() bool { _, err := w.LastSync(); return err == nil })
 
 	// An agent that stops heartbeating is removed once the master drops it.
 	a1.stop()

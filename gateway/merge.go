@@ -10,7 +10,8 @@ import (
 
 // FindJobs asks both worlds and merges (see fanOut).
 func (r *Router) FindJobs(ctx context.Context, q legacyapi.JobQuery) (legacyapi.JobQueryResult, error) {
-	items, pg, err := fanOut(ctx, r, q.Page, q.JobIDs, legacyapi.JobKey,
+	ids := append(append([]string(nil), q.JobIDs...), q.TaskIDs...)
+	items, pg, err := fanOut(ctx, r, q.Page, ids, legacyapi.JobKey,
 		func(ctx context.Context, b legacyapi.Backend, p legacyapi.Page) (legacyapi.Part[legacyapi.Job], error) {
 			q := q
 			q.Page = p

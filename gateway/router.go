@@ -86,22 +86,13 @@ func (r *Router) KillJob(ctx context.Context, id string) error {
 	return b.KillJob(ctx, id)
 }
 
-// UpdateCapacity implements legacyapi.Backend.
-func (r *Router) UpdateCapacity(ctx context.Context, id string, c legacyapi.Capacity) error {
+// UpdateJob implements legacyapi.Backend.
+func (r *Router) UpdateJob(ctx context.Context, id string, u legacyapi.JobUpdate) error {
 	b, err := r.owner("job", id)
 	if err != nil {
 		return err
 	}
-	return b.UpdateCapacity(ctx, id, c)
-}
-
-// SetEnabled implements legacyapi.Backend.
-func (r *Router) SetEnabled(ctx context.Context, id string, enabled bool) error {
-	b, err := r.owner("job", id)
-	if err != nil {
-		return err
-	}
-	return b.SetEnabled(ctx, id, enabled)
+	return b.UpdateJob(ctx, id, u)
 }
 
 // GetTask implements legacyapi.Backend.
@@ -114,10 +105,36 @@ func (r *Router) GetTask(ctx context.Context, id string) (legacyapi.Task, error)
 }
 
 // KillTask implements legacyapi.Backend.
-func (r *Router) KillTask(ctx context.Context, id string, shrink bool) error {
+func (r *Router) KillTask(ctx context.Context, id string, k legacyapi.TaskKill) error {
 	b, err := r.owner("task", id)
 	if err != nil {
 		return err
 	}
-	return b.KillTask(ctx, id, shrink)
+	return b.KillTask(ctx, id, k)
+}
+
+// UpdateTask implements legacyapi.Backend.
+func (r *Router) UpdateTask(ctx context.Context, id string, u legacyapi.TaskUpdate) error {
+	b, err := r.owner("task", id)
+	if err != nil {
+		return err
+	}
+	return b.UpdateTask(ctx, id, u)
+}
+
+// MoveTask implements legacyapi.Backend: within one world only, as a task
+// cannot change worlds.
+func (r *Router) MoveTask(ctx context.Context, m legacyapi.TaskMove) error {
+	b, err := r.owner("task", m.TaskID)
+	if err != nil {
+		return err
+	}
+	for _, job := range []string{m.SourceJobID, m.TargetJobID} {
+		if jb, err := r.owner("job", job); err != nil {
+			return err
+		} else if jb != b {
+			return fmt.Errorf("task %s cannot move to job %s: they live in different worlds (legacy and Kubernetes): %w", m.TaskID, job, legacyapi.ErrUnimplemented)
+		}
+	}
+	return b.MoveTask(ctx, m)
 }

@@ -123,7 +123,7 @@ func TestRouterMergesBothWorldsAndFailsWhole(t *testing.T) {
 	if _, err := r.FindJobs(ctx, legacyapi.JobQuery{}); !errors.Is(err, legacyapi.ErrUnavailable) {
 		t.Fatalf("one world down: %v (a short list would read as lost jobs)", err)
 	}
-	if _, err := r.FindJobs(ctx, legacyapi.JobQuery{JobIDs: []string{legacy.jobs[0].ID}}); err != nil {
+	if _, err := r.FindJobs(ctx, legacyapi.JobQuery{Criteria: legacyapi.Criteria{JobIDs: []string{legacy.jobs[0].ID}}}); err != nil {
 		t.Fatalf("a query naming legacy ids only must not need kube: %v", err)
 	}
 }

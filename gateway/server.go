@@ -10,35 +10,60 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"google.golang.org/grpc"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/vk-titus/vk-titus/discovery"
+	"github.com/vk-titus/vk-titus/gateway/grpcapi"
 	"github.com/vk-titus/vk-titus/gateway/kube"
+	"github.com/vk-titus/vk-titus/gateway/observe"
+	"github.com/vk-titus/vk-titus/legacy/mesosauth"
 	"github.com/vk-titus/vk-titus/legacyapi"
 	"github.com/vk-titus/vk-titus/migration"
 )
 
 // Config is what the gateway serves and where it finds both worlds.
 type Config struct {
-	Listen string // host:port for the job API
+	Listen     string // host:port for the REST job API
+	GRPCListen string // host:port for the gRPC job API ("" serves none)
 	// LegacyMaster: zk://host:port/path (follow the leading master) or
 	// http://host:port (one master; followers redirect to their leader).
 	LegacyMaster string
 	MigrationZK  string          // zk://host:port/path of the stages
 	DefaultStage migration.Stage // for applications no stage names
 	Kube         kube.Config
+	// Limits hold descriptors on both wire forms (and in the Kubernetes
+	// world, which takes Kube.Limits from here).
+	Limits legacyapi.Limits
+	// Observe bounds the event streams' hub.
+	Observe observe.Config
+	// GRPCMaxStreamsPerConn caps concurrent calls on one gRPC connection.
+	GRPCMaxStreamsPerConn uint32
+	// MesosCredential is presented to the legacy masters (HTTP Basic);
+	// nil: none.
+	MesosCredential *mesosauth.Credential
 }
 
 // Run serves the gateway until ctx ends.
 func Run(ctx context.Context, cfg Config, client kubernetes.Interface, log logrus.FieldLogger) error {
+	if err := cfg.Limits.Check(); err != nil {
+		return fmt.Errorf("job limits: %w", err)
+	}
 	base, closeBase, err := legacyBase(cfg.LegacyMaster, log)
 	if err != nil {
 		return err
 	}
 	defer closeBase()
-	// Long enough for a master's placement; a hung master must not hold a
-	// tool's call (or the gateway's goroutine) for ever.
-	legacy := legacyapi.NewClient(base, &http.Client{Timeout: 30 * time.Second})
+	legacy := legacyapi.NewClient(base,
+		// Long enough for a master's placement; a hung master must not hold a
+		// tool's call (or the gateway's goroutine) for ever.
+		&http.Client{Timeout: 30 * time.Second, Transport: cfg.MesosCredential.Wrap(http.DefaultTransport)},
+		// The change feed lasts as long as its connection; a dead one is
+		// found by the feed's own idle limit (legacyapi.FeedIdle).
+		&http.Client{Transport: cfg.MesosCredential.Wrap(&http.Transport{
+			Proxy: http.ProxyFromEnvironment, DialContext: (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
+			ResponseHeaderTimeout: 30 * time.Second, MaxIdleConnsPerHost: 2, IdleConnTimeout: time.Minute,
+		})})
 
 	stages, err := migration.Open(ctx, cfg.MigrationZK, cfg.DefaultStage, log.WithField("component", "migration"))
 	if err != nil {
@@ -46,6 +71,7 @@ func Run(ctx context.Context, cfg Config, client kubernetes.Interface, log logru
 	}
 	defer stages.Close()
 
+	cfg.Kube.Limits = cfg.Limits
 	kb, err := kube.New(client, cfg.Kube, log.WithField("component", "kube"))
 	if err != nil {
 		return fmt.Errorf("kube backend: %w", err)
@@ -55,9 +81,20 @@ func Run(ctx context.Context, cfg Config, client kubernetes.Interface, log logru
 	}
 
 	router := NewRouter(legacy, kb, stages, log.WithField("component", "router"))
+	hub, err := observe.New(cfg.Observe, []observe.Source{
+		{Name: "legacy", Feed: legacy, Backend: legacy},
+		{Name: "kube", Feed: kb, Backend: kb},
+	}, log.WithField("component", "observe"))
+	if err != nil {
+		return fmt.Errorf("event streams: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go hub.Run(ctx)
+
 	mux := http.NewServeMux()
 	mux.Handle("/api/v3/migration/", migration.Handler(stages))
-	mux.Handle("/api/v3/", legacyapi.NewHandler(router, log.WithField("component", "jobapi")))
+	mux.Handle("/api/v3/", legacyapi.NewHandler(router, log.WithField("component", "jobapi"), legacyapi.WithLimits(cfg.Limits)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -65,17 +102,50 @@ func Run(ctx context.Context, cfg Config, client kubernetes.Interface, log logru
 		return fmt.Errorf("--listen %s: %w", cfg.Listen, err)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 2)
 	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			served <- fmt.Errorf("serving REST: %w", err)
+		}
 	}()
-	log.WithFields(logrus.Fields{"listen": ln.Addr().String(), "legacy": cfg.LegacyMaster, "namespace": cfg.Kube.Namespace}).Info("gateway serving")
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serving: %w", err)
+	var gs *grpc.Server
+	if cfg.GRPCListen != "" {
+		gln, err := net.Listen("tcp", cfg.GRPCListen)
+		if err != nil {
+			_ = srv.Close()
+			return fmt.Errorf("--grpc-listen %s: %w", cfg.GRPCListen, err)
+		}
+		gs = grpc.NewServer(grpcapi.Options(cfg.GRPCMaxStreamsPerConn)...)
+		grpcapi.New(router, hub, cfg.Limits, log.WithField("component", "grpcapi")).Register(gs)
+		go func() {
+			if err := gs.Serve(gln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				served <- fmt.Errorf("serving gRPC: %w", err)
+			}
+		}()
+		log.WithField("listen", gln.Addr().String()).Info("gateway serving gRPC")
 	}
-	return nil
+	log.WithFields(logrus.Fields{"listen": ln.Addr().String(), "legacy": cfg.LegacyMaster, "namespace": cfg.Kube.Namespace}).Info("gateway serving")
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-served:
+	}
+	sctx, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stop()
+	_ = srv.Shutdown(sctx)
+	if gs != nil {
+		// Event streams never end on their own: calls get the grace, streams
+		// are cut after it.
+		stopped := make(chan struct{})
+		go func() { gs.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-sctx.Done():
+			gs.Stop()
+		}
+	}
+	return runErr
 }
 
 // legacyBase follows the leading master through ZooKeeper, or names one.

@@ -53,12 +53,13 @@ func waitNode(t *testing.T, name string, d time.Duration, what string, cond func
 
 func readyNode(n *corev1.Node, err error) bool { return err == nil && nodeReady(n) }
 
-// masterPost sends JSON to a legacy master's internal task endpoint; a
-// master that cannot be reached (or redirects to a dead leader) answers 0.
+// masterPost sends JSON to a legacy master's internal task endpoint, with
+// the stack's credential; a master that cannot be reached (or redirects to
+// a dead leader) answers 0.
 func masterPost(t *testing.T, master, path string, body any) (int, map[string]any) {
 	t.Helper()
 	b, _ := json.Marshal(body)
-	res, err := http.Post(master+path, "application/json", bytes.NewReader(b))
+	res, err := env.MesosClient(30*time.Second).Post(master+path, "application/json", bytes.NewReader(b))
 	if err != nil {
 		return 0, map[string]any{"raw": err.Error()}
 	}
@@ -74,24 +75,30 @@ func masterPost(t *testing.T, master, path string, body any) (int, map[string]an
 // GET_MASTER itself (followers redirect, as Mesos masters do).
 func leader(t *testing.T) int {
 	t.Helper()
-	cli := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	cli := env.MesosClient(5 * time.Second)
+	cli.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	var answers []string
 	for i := 0; i < 2; i++ {
 		res, err := cli.Post(env.Vars[fmt.Sprintf("LEGACY_MASTER_%d", i)]+"/api/v1", "application/json", strings.NewReader(`{"type":"GET_MASTER"}`))
 		if err != nil {
+			answers = append(answers, fmt.Sprintf("master-%d: %v", i, err))
 			continue
 		}
 		res.Body.Close()
 		if res.StatusCode == http.StatusOK {
 			return i
 		}
+		answers = append(answers, fmt.Sprintf("master-%d: %s", i, res.Status))
 	}
-	t.Fatal("no leading master")
+	t.Fatalf("no leading master (GET_MASTER: %s)", strings.Join(answers, "; "))
 	return -1
 }
 
+// masterDelete deletes a legacy task through a master, with the stack's
+// credential; errors are ignored (a clean-up).
 func masterDelete(t *testing.T, master, path string) {
 	req, _ := http.NewRequest(http.MethodDelete, master+path, nil)
-	if res, err := http.DefaultClient.Do(req); err == nil {
+	if res, err := env.MesosClient(30 * time.Second).Do(req); err == nil {
 		res.Body.Close()
 	}
 }

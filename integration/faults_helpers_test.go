@@ -140,13 +140,14 @@ func checkExitCodes(t *testing.T, uids uidSet, pods []corev1.Pod) {
 	report(t, "exit code kept", chaos.CheckExitCodes(pods, runsOf(t, uids)))
 }
 
-// agentViews reads every agent's containers and processes, keeping the
-// pods' own.
+// agentViews reads every agent's containers (with the stack's credential)
+// and processes, keeping the pods' own.
 func agentViews(t *testing.T, uids uidSet) []chaos.AgentView {
 	t.Helper()
 	var views []chaos.AgentView
+	cli := env.MesosClient(20 * time.Second)
 	for i, u := range env.LegacyAgents {
-		v := chaos.ReadAgentView(fmt.Sprintf("agent-%d", i), u, env.AgentWorkDir(i))
+		v := chaos.ReadAgentView(cli, fmt.Sprintf("agent-%d", i), u, env.AgentWorkDir(i))
 		var ids []string
 		for _, id := range v.Containers {
 			if uids.owns(id) {

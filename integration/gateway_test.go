@@ -350,7 +350,8 @@ func TestGatewayRollback(t *testing.T) {
 func TestGatewayRefusesBadInput(t *testing.T) {
 	app := appName(t, "bad")
 	noCPU := descriptor(app, "true", batch(1))
-	noCPU["container"].(obj)["resources"] = obj{"memoryMB": 32}
+	// Titus raises a missing cpu to its minimum; a negative one is refused.
+	noCPU["container"].(obj)["resources"] = obj{"cpu": -1, "memoryMB": 32}
 	both := descriptor(app, "true", batch(1))
 	both["service"] = service(1, 1)["service"]
 	for name, c := range map[string]struct {
@@ -359,7 +360,7 @@ func TestGatewayRefusesBadInput(t *testing.T) {
 		code         int
 		msg          string
 	}{
-		"no cpu":         {"POST", "/api/v3/jobs", noCPU, 400, "container.resources.cpu"},
+		"negative cpu":   {"POST", "/api/v3/jobs", noCPU, 400, "container.resources.cpu"},
 		"batch+service":  {"POST", "/api/v3/jobs", both, 400, "batch"},
 		"unknown field":  {"POST", "/api/v3/jobs", `{"applicationName":"x","nope":1}`, 400, "nope"},
 		"not json":       {"POST", "/api/v3/jobs", `{{{`, 400, "request body"},

@@ -184,10 +184,10 @@ func waitNoProcess(t *testing.T, token string, d time.Duration) {
 }
 
 // agentCall posts a JSON operator-API call to the legacy agent, as an
-// operator's curl would.
+// operator's curl would, with the stack's credential.
 func agentCall(t *testing.T, body string) map[string]any {
 	t.Helper()
-	res, err := http.Post(env.LegacyAgent+"/api/v1", "application/json", strings.NewReader(body))
+	res, err := env.MesosClient(30*time.Second).Post(env.LegacyAgent+"/api/v1", "application/json", strings.NewReader(body))
 	if err != nil {
 		t.Fatalf("agent call: %v", err)
 	}

@@ -1,17 +1,11 @@
 package legacyapi
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
-
-	"github.com/sirupsen/logrus"
 )
 
 func validDescriptor() JobDescriptor {
@@ -46,14 +40,20 @@ func TestValidateNamesTheField(t *testing.T) {
 		"container.hardConstraints.expression": func(d *JobDescriptor) {
 			d.Container.HardConstraints = &Constraints{Expression: "zone == a"}
 		},
+		"container.resources.efsMounts":                func(d *JobDescriptor) { d.Container.Resources.EfsMounts = json.RawMessage(`[{"efsId":"x"}]`) },
+		"container.resources.signedAddressAllocations": func(d *JobDescriptor) { d.Container.Resources.SignedAddressAllocations = json.RawMessage(`[{}, {}]`) },
+		"container.resources.staticIPAddresses":        func(d *JobDescriptor) { d.Container.Resources.Pool = "p" },
+		"container.resources.diskMB":                   func(d *JobDescriptor) { d.Container.Resources.DiskMB = 2000000 },
+		"batch.runtimeLimitSec":                        func(d *JobDescriptor) { d.Batch.RuntimeLimitSec = 900000 },
 	}
-	if err := Validate(validDescriptor()); err != nil {
+	l := TitusLimits()
+	if err := l.Validate(validDescriptor()); err != nil {
 		t.Fatalf("valid descriptor refused: %v", err)
 	}
 	for field, mutate := range cases {
 		d := validDescriptor()
 		mutate(&d)
-		err := Validate(d)
+		err := l.Validate(d)
 		var fe *FieldError
 		if !errors.As(err, &fe) || fe.Field != field || !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: got %v", field, err)
@@ -127,114 +127,5 @@ func TestMergeEqualsOneList(t *testing.T) {
 	}
 	if len(merged) != 9 {
 		t.Fatalf("merged walk: %v", merged)
-	}
-}
-
-// memBackend is the smallest Backend: enough to drive the HTTP layer.
-type memBackend struct{ jobs []Job }
-
-func (m *memBackend) CreateJob(_ context.Context, d JobDescriptor) (string, error) {
-	id := fmt.Sprintf("legacy-job-%d", len(m.jobs))
-	m.jobs = append(m.jobs, Job{ID: id, JobDescriptor: d, Status: JobStatus{State: JobAccepted, Timestamp: U64(len(m.jobs))}})
-	return id, nil
-}
-func (m *memBackend) FindJobs(_ context.Context, q JobQuery) (JobQueryResult, error) {
-	var match []Job
-	for _, j := range m.jobs {
-		if MatchJob(q, j) {
-			match = append(match, j)
-		}
-	}
-	items, pg, err := Paginate(match, JobKey, q.Page)
-	return JobQueryResult{Items: items, Pagination: pg}, err
-}
-func (m *memBackend) GetJob(_ context.Context, id string) (Job, error) {
-	for _, j := range m.jobs {
-		if j.ID == id {
-			return j, nil
-		}
-	}
-	return Job{}, NotFound("job", id)
-}
-func (m *memBackend) KillJob(context.Context, string) error { return nil }
-func (m *memBackend) UpdateCapacity(context.Context, string, Capacity) error {
-	return fmt.Errorf("batch job: %w", ErrConflict)
-}
-func (m *memBackend) SetEnabled(context.Context, string, bool) error { return nil }
-func (m *memBackend) FindTasks(context.Context, TaskQuery) (TaskQueryResult, error) {
-	return TaskQueryResult{}, nil
-}
-func (m *memBackend) GetTask(_ context.Context, id string) (Task, error) {
-	return Task{}, NotFound("task", id)
-}
-func (m *memBackend) KillTask(context.Context, string, bool) error { return nil }
-
-func TestHandlerAndClientRoundTrip(t *testing.T) {
-	srv := httptest.NewServer(NewHandler(&memBackend{}, logrus.New()))
-	defer srv.Close()
-	c := NewClient(StaticBase(srv.URL), srv.Client())
-	ctx := context.Background()
-
-	d := validDescriptor()
-	d.Container.Image.Tag = ""
-	id, err := c.CreateJob(ctx, d)
-	if err != nil || id == "" {
-		t.Fatalf("create: %q %v", id, err)
-	}
-	got, err := c.GetJob(ctx, id)
-	if err != nil || got.JobDescriptor.Container.Image.Tag != DefaultTag || got.JobDescriptor.CapacityGroup != DefaultCapGrp {
-		t.Fatalf("get: %+v %v (defaults not filled)", got, err)
-	}
-	res, err := c.FindJobs(ctx, JobQuery{ApplicationName: "myapp", Page: Page{PageSize: 10}})
-	if err != nil || len(res.Items) != 1 {
-		t.Fatalf("find: %+v %v", res, err)
-	}
-	if _, err := c.GetJob(ctx, "legacy-job-nope"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("unknown job: %v", err)
-	}
-	if err := c.UpdateCapacity(ctx, id, Capacity{Desired: 1, Max: 1}); !errors.Is(err, ErrConflict) {
-		t.Fatalf("resize batch: %v", err)
-	}
-	if err := c.UpdateCapacity(ctx, id, Capacity{Min: 2, Desired: 1, Max: 1}); !errors.Is(err, ErrInvalid) {
-		t.Fatalf("bad capacity: %v", err)
-	}
-
-	post := func(body string) (int, string) {
-		resp, err := http.Post(srv.URL+"/api/v3/jobs", "application/json", strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
-	for body, want := range map[string]string{
-		`{"applicationName":"x","bogus":1}`: `unknown field \"bogus\"`,
-		`{"applicationName":"x"}`:           "owner.teamEmail: required",
-		`not json`:                          "request body",
-		``:                                  "empty",
-	} {
-		code, msg := post(body)
-		if code != http.StatusBadRequest || !strings.Contains(msg, want) {
-			t.Errorf("%q: %d %s", body, code, msg)
-		}
-	}
-	if code, _ := post(`{"applicationName":"` + strings.Repeat("a", MaxBodyBytes) + `"}`); code != http.StatusRequestEntityTooLarge {
-		t.Errorf("oversize body: %d", code)
-	}
-	resp, err := http.Get(srv.URL + "/api/v3/jobs?pageSize=5000")
-	if err != nil || resp.StatusCode != http.StatusBadRequest {
-		t.Errorf("pageSize 5000: %v %v", resp.StatusCode, err)
-	}
-}
-
-func TestNumbersAsProto3JSON(t *testing.T) {
-	var b BatchJobSpec
-	if err := json.Unmarshal([]byte(`{"size":"3","runtimeLimitSec":60}`), &b); err != nil || b.Size != 3 || b.RuntimeLimitSec != 60 {
-		t.Fatalf("%+v %v", b, err)
-	}
-	out, _ := json.Marshal(b)
-	if !strings.Contains(string(out), `"runtimeLimitSec":"60"`) || !strings.Contains(string(out), `"size":3`) {
-		t.Fatalf("encoded %s", out)
 	}
 }

@@ -6,9 +6,10 @@ import (
 	"sort"
 )
 
-// Page sizes: Titus's default, and a ceiling that keeps one reply bounded.
+// Page sizes: Titus's REST default, and a ceiling that keeps one reply
+// bounded (clouddriver pages by 1000).
 const (
-	DefaultPageSize = 100
+	DefaultPageSize = 10
 	MaxPageSize     = 1000
 )
 

@@ -47,7 +47,10 @@ func parseUint(b []byte, bits int) (uint64, error) {
 	return v, nil
 }
 
-// JobDescriptor is everything a job was submitted with.
+// JobDescriptor is everything a job was submitted with. The fields typed
+// here are the ones some world acts on; the json.RawMessage ones hold the
+// proto3 JSON of their Titus message, kept and returned as given (see
+// Validate for which of them must be empty).
 type JobDescriptor struct {
 	Owner           *Owner            `json:"owner,omitempty"`
 	ApplicationName string            `json:"applicationName"`
@@ -61,7 +64,7 @@ type JobDescriptor struct {
 	// disruption budget or VPC settings to apply them to.
 	DisruptionBudget     json.RawMessage `json:"disruptionBudget,omitempty"`
 	NetworkConfiguration json.RawMessage `json:"networkConfiguration,omitempty"`
-	// Refused with a message (Validate): dropping them silently would run
+	// Accepted empty only (Validate): dropping them silently would run
 	// something other than what was asked.
 	ExtraContainers  json.RawMessage `json:"extraContainers,omitempty"`
 	Volumes          json.RawMessage `json:"volumes,omitempty"`
@@ -92,9 +95,8 @@ type Container struct {
 	SoftConstraints *Constraints        `json:"softConstraints,omitempty"`
 	HardConstraints *Constraints        `json:"hardConstraints,omitempty"`
 	Experimental    json.RawMessage     `json:"experimental,omitempty"` // kept, not enforced
-	// Refused (Validate), like JobDescriptor.Volumes.
-	VolumeMounts          json.RawMessage `json:"volumeMounts,omitempty"`
-	ContainerCapabilities json.RawMessage `json:"containerCapabilities,omitempty"`
+	// Accepted empty only (Validate), like JobDescriptor.Volumes.
+	VolumeMounts json.RawMessage `json:"volumeMounts,omitempty"`
 }
 
 // ContainerResources are one task's resources.
@@ -106,8 +108,12 @@ type ContainerResources struct {
 	NetworkMbps U32     `json:"networkMbps,omitempty"`
 	AllocateIP  bool    `json:"allocateIP,omitempty"` // deprecated in Titus; accepted
 	ShmSizeMB   U32     `json:"shmSizeMB,omitempty"`  // kept, not enforced
-	// Refused (Validate): no EFS here.
-	EfsMounts json.RawMessage `json:"efsMounts,omitempty"`
+	// Accepted empty only (Validate): no EFS and no VPC address service
+	// here, and a task must not start without what it asked for.
+	EfsMounts                json.RawMessage `json:"efsMounts,omitempty"`
+	SignedAddressAllocations json.RawMessage `json:"signedAddressAllocations,omitempty"`
+	Pool                     string          `json:"pool,omitempty"`
+	StaticIPAddressIDs       json.RawMessage `json:"staticIPAddressIDs,omitempty"`
 }
 
 // Image is a name with a tag or a digest.
@@ -128,7 +134,7 @@ func (i Image) Reference() string {
 // Constraints are agent constraints: name → value, all must hold.
 type Constraints struct {
 	Constraints map[string]string `json:"constraints,omitempty"`
-	Expression  string            `json:"expression,omitempty"` // refused: not supported by Titus either
+	Expression  string            `json:"expression,omitempty"` // accepted empty only: not supported by Titus either
 }
 
 // BatchJobSpec: run Size tasks to completion.
@@ -141,11 +147,18 @@ type BatchJobSpec struct {
 
 // ServiceJobSpec: keep Capacity.Desired tasks running.
 type ServiceJobSpec struct {
-	Capacity            *Capacity       `json:"capacity,omitempty"`
-	Enabled             bool            `json:"enabled"`
-	RetryPolicy         *RetryPolicy    `json:"retryPolicy,omitempty"`
-	MigrationPolicy     json.RawMessage `json:"migrationPolicy,omitempty"`     // kept, not enforced
-	ServiceJobProcesses json.RawMessage `json:"serviceJobProcesses,omitempty"` // kept, not enforced
+	Capacity            *Capacity            `json:"capacity,omitempty"`
+	Enabled             bool                 `json:"enabled"`
+	RetryPolicy         *RetryPolicy         `json:"retryPolicy,omitempty"`
+	MigrationPolicy     json.RawMessage      `json:"migrationPolicy,omitempty"` // kept, not enforced
+	ServiceJobProcesses *ServiceJobProcesses `json:"serviceJobProcesses,omitempty"`
+}
+
+// ServiceJobProcesses forbid changes of a service job's desired size
+// (JobUpdate.Apply enforces them); tasks that end are still replaced.
+type ServiceJobProcesses struct {
+	DisableIncreaseDesired bool `json:"disableIncreaseDesired,omitempty"`
+	DisableDecreaseDesired bool `json:"disableDecreaseDesired,omitempty"`
 }
 
 // Capacity of a service job: Min ≤ Desired ≤ Max.
@@ -258,11 +271,6 @@ type Task struct {
 	Status        TaskStatus        `json:"status"`
 	StatusHistory []TaskStatus      `json:"statusHistory"`
 	Attributes    map[string]string `json:"attributes,omitempty"`
-}
-
-// JobID is the reply to a job creation.
-type JobID struct {
-	ID string `json:"id"`
 }
 
 // Page asks for one page: PageSize items after Cursor.

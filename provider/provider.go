@@ -64,7 +64,12 @@ type Options struct {
 	// PodClient removes a deleted pod once its containers have stopped; nil
 	// leaves that to the pod controller's delayed deletion.
 	PodClient corev1client.PodsGetter
-	Log       *logrus.Entry
+	// Fence, when set, says whether this replica may still act for the
+	// node (its ownership lease): nil, or the error every agent call and
+	// release is refused with once it may not. The node is being stopped
+	// then; nothing is retried.
+	Fence func() error
+	Log   *logrus.Entry
 }
 
 // Provider implements nodeutil.Provider and node.PodNotifier for one agent.

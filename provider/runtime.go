@@ -364,6 +364,10 @@ func eventMessage(reason string, rec *podRecord, c *ctr, ev sm.Event) string {
 // act performs one agent call, with no lock held; its result comes back as
 // events for the same container.
 func (p *Provider) act(rec *podRecord, t task) []item {
+	if err := p.fenced(); err != nil {
+		t.log.WithError(err).Debug("fenced: not acting")
+		return nil
+	}
 	if t.release {
 		p.dropRecord(rec)
 		if p.release != nil {
@@ -459,6 +463,14 @@ func (p *Provider) act(rec *podRecord, t task) []item {
 // per pod being deleted (and AgentBack retries at once when it returns).
 func removeDelay(n int) time.Duration {
 	return time.Second << min(n-1, 6)
+}
+
+// fenced is the fence's verdict: nil while this replica may act for the node.
+func (p *Provider) fenced() error {
+	if p.opts.Fence == nil {
+		return nil
+	}
+	return p.opts.Fence()
 }
 
 // launchSpec is the container's launch, translating the pod now if it was

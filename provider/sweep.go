@@ -96,6 +96,9 @@ func (p *Provider) Reconcile(ctx context.Context) {
 
 func (s *sweeper) pass(ctx context.Context) error {
 	p := s.p
+	if err := p.fenced(); err != nil {
+		return err // another replica may own the node by now
+	}
 	live, err := p.health.refreshLive(ctx)
 	if err != nil {
 		return err

@@ -44,8 +44,8 @@ pgrep -af "got SIGTERM, bye" | grep -v pgrep || true
 step "The legacy spec rides in the pod as base64 protobuf (mesos.ContainerInfo)"
 k get pod demo -o jsonpath='{.metadata.annotations.vk-titus\.io/container-info}{"\n"}'
 
-step "The agent's view (Mesos operator API, GET_CONTAINERS)"
-curl -s -X POST -H 'Content-Type: application/json' -d '{"type":"GET_CONTAINERS","get_containers":{"show_standalone":true}}' \
+step "The agent's view (Mesos operator API, GET_CONTAINERS; the stack's agents demand credentials)"
+curl -s ${MESOS_CURLRC:+-K "$MESOS_CURLRC"} -X POST -H 'Content-Type: application/json' -d '{"type":"GET_CONTAINERS","get_containers":{"show_standalone":true}}' \
   "$LEGACY_AGENT/api/v1" | head -c 600; echo
 
 sleep 4

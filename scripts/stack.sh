@@ -23,7 +23,7 @@
 #                                  agents: see sweep_agent_orphans
 #
 # NAME is one of: etcd kube-apiserver kube-scheduler kube-controller-manager
-# zookeeper master-0..master-M agent-0..agent-N vk-titus gateway. up/down/start/stop/kill take a lock
+# zookeeper master-0..master-M agent-0..agent-N vk-titus (or vk-titus-0..R) gateway. up/down/start/stop/kill take a lock
 # (.local/.lock), so parallel callers are serialized.
 #
 # Environment for `up`:
@@ -32,16 +32,31 @@
 #                            0: vk-titus serves the agents as a static list)
 #   AGENT_TIMEOUT=15s        masters declare a silent agent gone after this
 #   VK_LOG_LEVEL=info        vk-titus's --log-level (debug logs every queue item)
+#   REPLICAS=1               bridge replicas sharing the agents (ownership leases):
+#                            1 runs component vk-titus; N > 1 runs vk-titus-0..N-1,
+#                            replica i with kubelet API ports from KUBELET_PORT+1000i
+#                            and metrics on VK_METRICS_PORT+1000i
 #   VK_TITUS=0               do not start vk-titus (nor wait for its node), nor the gateway
 #                            (the gateway also needs MASTERS > 0)
 #   SKIP_BUILD=1             do not run `make` (use the bin/ that is there)
+#   MESOS_AUTH=1             the agents and masters demand HTTP Basic credentials
+#                            (--authenticate_http_readwrite/_readonly, as Mesos);
+#                            every caller sends its principal's (see mesos-auth/).
+#                            0: everything runs without authentication. Toggling
+#                            it on a running stack restarts the agents (their
+#                            containers live on), masters, vk-titus and gateway
 #   ETCD_FSYNC=1             keep etcd's fsync (default off: a throwaway cluster)
 #   ports, each on 127.0.0.1: ETCD_PORT=23790 ETCD_PEER_PORT=23800
 #   APISERVER_PORT=26443 SCHEDULER_PORT=26259 CM_PORT=26257 ZK_PORT=22181
 #   AGENT_PORT_BASE=25051 (agent-N listens on BASE+N) KUBELET_PORT=10250
-#   VK_METRICS_PORT=10255 GATEWAY_PORT=27001
+#   VK_METRICS_PORT=10255 GATEWAY_PORT=27001 GATEWAY_GRPC_PORT=27104 MASTER_PORT_BASE=25041
+#   (master-N listens on BASE+N)
 #
 # Layout of .local: pki/ (CA, certs, keys; reused when present), *.kubeconfig,
+# mesos-auth/ (0700; secrets generated once, kept across ups: <principal>.cred,
+# one {"principal", "secret"} each for vk-titus, agent and master, which the
+# components send; http_credentials.json, all three, which agents and masters
+# accept; vk-titus.curlrc, `curl -K` options sending vk-titus's credential),
 # vk-titus.yaml, etcd/ (data), zookeeper/ (conf + data), agents/agent-N/
 # (work dirs), logs/<name>.log (appended, one banner per start),
 # pids/<name>.pid, cmd/<name> (the shell-quoted command line `start` replays),
@@ -68,9 +83,13 @@ MASTERS=${MASTERS:-1}
 AGENT_TIMEOUT=${AGENT_TIMEOUT:-15s}
 KUBELET_PORT=${KUBELET_PORT:-10250}
 VK_METRICS_PORT=${VK_METRICS_PORT:-10255}
+REPLICAS=${REPLICAS:-1}
 GATEWAY_PORT=${GATEWAY_PORT:-27001}
+GATEWAY_GRPC_PORT=${GATEWAY_GRPC_PORT:-27104}
 AGENTS=${AGENTS:-1}
 VK_TITUS=${VK_TITUS:-1}
+MESOS_AUTH=${MESOS_AUTH:-1}
+AUTH="$L/mesos-auth"
 # With masters, vk-titus discovers the agents and names each node after its
 # agent id; without, it serves the static agent list from --nodename.
 if [ "$MASTERS" -gt 0 ]; then NODE_NAME=agent-0; else NODE_NAME=vk-titus-0; fi
@@ -286,11 +305,26 @@ check_tcp() { timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0"' "$1"; }
 check_http_ok() { curl -fsS --max-time 2 "$1" | grep -qx ok; }
 check_node_exists() { kc get node "$NODE_NAME" -o name; }
 
+# vk_names: the bridge replicas' component names.
+vk_names() {
+  local i
+  if [ "$REPLICAS" -eq 1 ]; then echo vk-titus; return; fi
+  for ((i = 0; i < REPLICAS; i++)); do echo "vk-titus-$i"; done
+}
+# vk_index NAME: the replica's index (vk-titus alone is 0).
+vk_index() { if [ "$1" = vk-titus ]; then echo 0; else echo "${1#vk-titus-}"; fi; }
+vk_metrics_port() { echo $((VK_METRICS_PORT + 1000 * $(vk_index "$1"))); }
+any_vk_running() {
+  local n
+  for n in $(vk_names); do running "$n" && return 0; done
+  return 1
+}
+
 # check_node_ready: Ready=True, with a heartbeat from after vk-titus's latest
 # start (etcd keeps the node from an earlier run, Ready=True included, so
 # `kubectl wait --for=condition=Ready` alone would pass on a stale status).
 check_node_ready() {
-  local out st hb since=${started_at[vk-titus]:-0}
+  local out st hb since=${started_at[$1]:-0}
   out=$(kc get node "$NODE_NAME" -o jsonpath='{range .status.conditions[?(@.type=="Ready")]}{.status} {.lastHeartbeatTime}{end}') || return 1
   read -r st hb <<<"$out"
   [ "$st" = True ] || return 1
@@ -298,9 +332,10 @@ check_node_ready() {
   [ -n "$hb" ] && [ "$(date -u -d "$hb" +%s)" -ge "$since" ]
 }
 
+# wait_node_ready NAME: the node registered and Ready since replica NAME started.
 wait_node_ready() {
-  wait_for vk-titus 60 "node $NODE_NAME to register" check_node_exists
-  wait_for vk-titus 120 "node $NODE_NAME to be Ready" check_node_ready
+  wait_for "$1" 60 "node $NODE_NAME to register" check_node_exists
+  wait_for "$1" 120 "node $NODE_NAME to be Ready" check_node_ready "$1"
   log "node $NODE_NAME Ready"
 }
 
@@ -316,8 +351,12 @@ wait_component() {
     master-*) wait_for "$1" 30 "$1 GET_HEALTH" check_agent "$((MASTER_PORT_BASE + ${1#master-}))" ;;
     vk-titus)
       wait_for vk-titus 60 "vk-titus metrics port $VK_METRICS_PORT" check_tcp "$VK_METRICS_PORT"
-      wait_node_ready
+      wait_node_ready vk-titus
       ;;
+    # A replica among several may own no node yet (nor ever, with fewer
+    # agents than replicas): its metrics port says it runs; `up` then waits
+    # for the first node once.
+    vk-titus-*) wait_for "$1" 60 "$1 metrics port $(vk_metrics_port "$1")" check_tcp "$(vk_metrics_port "$1")" ;;
     gateway) wait_for gateway 60 "gateway /healthz" check_http_ok "http://127.0.0.1:$GATEWAY_PORT/healthz" ;;
     *) sleep 1; running "$1" || { tail_log "$1"; die "$1 exited"; } ;;
   esac
@@ -407,6 +446,60 @@ make_pki() {
   fi
 }
 
+# ---------------------------------------------------------------- Mesos credentials
+
+# The stack's principals: vk-titus (the bridge, the gateway and the tests'
+# direct calls), agent (its registration with the masters) and master (its
+# calls to the agents).
+MESOS_PRINCIPALS=(vk-titus agent master)
+
+# mesos_secret PRINCIPAL: the secret of mesos-auth/PRINCIPAL.cred, in the
+# shape make_mesos_auth writes it.
+mesos_secret() {
+  sed -n 's/^{"principal": "[^"]*", "secret": "\([0-9a-f]\{1,\}\)"}$/\1/p' "$AUTH/$1.cred"
+}
+
+# make_mesos_auth: one credential file per principal, its secret generated
+# only when the file is missing (a running component keeps the secret it
+# started with: a new one would lock it out), then http_credentials.json with
+# all of them and vk-titus's curl options. Files are 0600 in a 0700
+# directory, each written to a temporary file and renamed.
+make_mesos_auth() {
+  local p f secret json="" sep=""
+  mkdir -p "$AUTH"
+  chmod 700 "$AUTH"
+  for p in "${MESOS_PRINCIPALS[@]}"; do
+    f="$AUTH/$p.cred"
+    if [ ! -s "$f" ]; then
+      secret=$(openssl rand -hex 24) || die "openssl rand failed"
+      (umask 077 && printf '{"principal": "%s", "secret": "%s"}\n' "$p" "$secret" >"$f.tmp")
+      mv "$f.tmp" "$f"
+      log "generated the Mesos credential of $p: ${f#"$root/"}"
+    fi
+    secret=$(mesos_secret "$p")
+    [ -n "$secret" ] || die "${f#"$root/"} is not a credential stack.sh wrote: remove ${AUTH#"$root/"}/ and restart the stack (down, up) for new ones"
+    json+="$sep{\"principal\": \"$p\", \"secret\": \"$secret\"}"
+    sep=", "
+    if [ "$p" = vk-titus ]; then
+      (umask 077 && printf 'user = "%s:%s"\n' "$p" "$secret" >"$AUTH/$p.curlrc.tmp")
+      mv "$AUTH/$p.curlrc.tmp" "$AUTH/$p.curlrc"
+    fi
+  done
+  (umask 077 && printf '{"credentials": [%s]}\n' "$json" >"$AUTH/http_credentials.json.tmp")
+  mv "$AUTH/http_credentials.json.tmp" "$AUTH/http_credentials.json"
+  chmod 600 "$AUTH"/*
+}
+
+# gateway_takes_mesos_credentials: bin/vk-titus gateway has the
+# --mesos-credentials flag (for the masters' job API). Asked of its --help,
+# whatever its exit status, so the stack runs binaries from before the flag
+# too.
+gateway_takes_mesos_credentials() {
+  local help
+  help=$(timeout 20 "$root/bin/vk-titus" gateway --help 2>&1) || true
+  grep -qE -- '(^|[[:space:],])--mesos-credentials([[:space:]=]|$)' <<<"$help"
+}
+
 # kubeconfig FILE USER CERTNAME: a kubeconfig for the local apiserver that
 # authenticates with pki/CERTNAME.{crt,key} (absolute paths, rewritten each up).
 kubeconfig() {
@@ -492,9 +585,14 @@ EOF
     } >"$new"
   fi
   # A running vk-titus is restarted when the agent list it was started with changed.
-  if [ -f "$L/vk-titus.yaml" ] && ! cmp -s "$new" "$L/vk-titus.yaml" && running vk-titus; then
-    log "agent list changed: restarting vk-titus"
-    stop_component vk-titus
+  local n
+  if [ -f "$L/vk-titus.yaml" ] && ! cmp -s "$new" "$L/vk-titus.yaml"; then
+    for n in $(vk_names); do
+      if running "$n"; then
+        log "agent list changed: restarting $n"
+        stop_component "$n"
+      fi
+    done
   fi
   mv "$new" "$L/vk-titus.yaml"
 }
@@ -563,6 +661,25 @@ record_cmds() {
     -cp "$cp" \
     org.apache.zookeeper.server.quorum.QuorumPeerMain "$L/zookeeper/conf/zoo.cfg"
 
+  # With MESOS_AUTH, agents and masters demand credentials on every call but
+  # GET_HEALTH and /health (what the waits poll), and each caller sends its
+  # principal's: agents to the masters, masters to the agents, vk-titus and
+  # the gateway to both.
+  local -a http_auth=() master_auth=() agent_auth=() vk_auth=() gateway_auth=()
+  if [ "$MESOS_AUTH" != 0 ]; then
+    http_auth=(--authenticate_http_readwrite --authenticate_http_readonly --http_credentials "$AUTH/http_credentials.json")
+    master_auth=("${http_auth[@]}" --agent-credential "$AUTH/master.cred")
+    agent_auth=("${http_auth[@]}" --credential "$AUTH/agent.cred")
+    vk_auth=(--mesos-credentials "$AUTH/vk-titus.cred")
+    if gateway_enabled; then
+      if gateway_takes_mesos_credentials; then
+        gateway_auth=(--mesos-credentials "$AUTH/vk-titus.cred")
+      else
+        log "warning: bin/vk-titus gateway has no --mesos-credentials: it calls the masters without credentials (refused: 401)"
+      fi
+    fi
+  fi
+
   local i master_flags=()
   for ((i = 0; i < MASTERS; i++)); do
     save_cmd "master-$i" "$root/bin/legacy-master" \
@@ -570,7 +687,7 @@ record_cmds() {
       --zk "zk://127.0.0.1:$ZK_PORT/mesos" \
       --id "master-$i" \
       --hostname 127.0.0.1 \
-      --agent-timeout "$AGENT_TIMEOUT"
+      --agent-timeout "$AGENT_TIMEOUT" "${master_auth[@]}"
   done
   [ "$MASTERS" -gt 0 ] && master_flags=(--master "zk://127.0.0.1:$ZK_PORT/mesos" --heartbeat-interval 2s)
   for ((i = 0; i < AGENTS; i++)); do
@@ -581,20 +698,24 @@ record_cmds() {
       --agent-id "agent-$i" \
       --resources "$(agent_resources "$i")" \
       --attributes "zone:zone-$i;instance_type:m5.large" \
-      --hostname 127.0.0.1 --recover reconnect "${master_flags[@]}"
+      --hostname 127.0.0.1 --recover reconnect "${master_flags[@]}" "${agent_auth[@]}"
   done
 
-  save_cmd vk-titus "$root/bin/vk-titus" run \
-    --kubeconfig "$L/vk-titus.kubeconfig" \
-    --nodename "$NODE_NAME" \
-    --provider-config "$L/vk-titus.yaml" \
-    --listen-port "$KUBELET_PORT" \
-    --tls-cert-file "$PKI/kubelet.crt" \
-    --tls-private-key-file "$PKI/kubelet.key" \
-    --client-verify-ca "$PKI/ca.crt" \
-    --metrics-addr "127.0.0.1:$VK_METRICS_PORT" \
-    --enable-profiling \
-    --log-level "${VK_LOG_LEVEL:-info}"
+  local n
+  for n in $(vk_names); do
+    save_cmd "$n" "$root/bin/vk-titus" run \
+      --kubeconfig "$L/vk-titus.kubeconfig" \
+      --identity "$n" --namespace vk-titus-system \
+      --nodename "$NODE_NAME" \
+      --provider-config "$L/vk-titus.yaml" \
+      --listen-port "$((KUBELET_PORT + 1000 * $(vk_index "$n")))" \
+      --tls-cert-file "$PKI/kubelet.crt" \
+      --tls-private-key-file "$PKI/kubelet.key" \
+      --client-verify-ca "$PKI/ca.crt" \
+      --metrics-addr "127.0.0.1:$(vk_metrics_port "$n")" \
+      --enable-profiling \
+      --log-level "${VK_LOG_LEVEL:-info}" "${vk_auth[@]}"
+  done
 
   save_cmd gateway "$root/bin/vk-titus" gateway \
     --kubeconfig "$L/gateway.kubeconfig" \
@@ -602,7 +723,9 @@ record_cmds() {
     --legacy-master "zk://127.0.0.1:$ZK_PORT/mesos" \
     --migration-zk "zk://127.0.0.1:$ZK_PORT/vk-titus/migration" \
     --namespace vk-titus-jobs \
-    --log-level "${VK_LOG_LEVEL:-info}"
+    --grpc-listen "127.0.0.1:$GATEWAY_GRPC_PORT" \
+    --job-min-cpu 0.01 --job-min-memory-mb 16 --job-min-disk-mb 0 --job-min-network-mbps 0 \
+    --log-level "${VK_LOG_LEVEL:-info}" "${gateway_auth[@]}"
 }
 
 # gateway_enabled: the gateway fronts both worlds, so it needs both.
@@ -642,10 +765,20 @@ write_env() {
       echo "LEGACY_MASTER_$i=http://127.0.0.1:$((MASTER_PORT_BASE + i))"
     done
     echo "VK_TITUS=$VK_TITUS"
+    echo "MESOS_AUTH=$MESOS_AUTH"
+    if [ "$MESOS_AUTH" != 0 ]; then
+      echo "MESOS_CREDENTIALS=$AUTH/vk-titus.cred"
+      echo "MESOS_CURLRC=$AUTH/vk-titus.curlrc"
+    fi
     echo "KUBELET_PORT=$KUBELET_PORT"
     echo "VK_METRICS=http://127.0.0.1:$VK_METRICS_PORT"
+    echo "REPLICAS=$REPLICAS"
+    for n in $(vk_names); do
+      echo "VK_METRICS_$(vk_index "$n")=http://127.0.0.1:$(vk_metrics_port "$n")"
+    done
     if gateway_enabled; then
       echo "LEGACY_API=http://127.0.0.1:$GATEWAY_PORT"
+      echo "LEGACY_API_GRPC=127.0.0.1:$GATEWAY_GRPC_PORT"
       echo "MIGRATION_ZK=zk://127.0.0.1:$ZK_PORT/vk-titus/migration"
     fi
   } >"$f"
@@ -675,6 +808,14 @@ subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: vk-titus}]
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
 metadata:
+  name: vk-titus-ownership-local-user
+  namespace: vk-titus-system
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: vk-titus-ownership}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: vk-titus}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
   name: vk-titus-gateway-local-user
   namespace: vk-titus-jobs
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: vk-titus-gateway}
@@ -690,23 +831,34 @@ EOF
 cmd_up() {
   local i name f
   [[ "$AGENTS" =~ ^[0-9]+$ ]] || die "AGENTS must be a number, got '$AGENTS'"
+  [[ "$REPLICAS" =~ ^[1-9][0-9]*$ ]] || die "REPLICAS must be a positive number, got '$REPLICAS'"
   install_deps
   build_all
   if [ "$AGENTS" -gt 0 ] && [ ! -x "$root/bin/legacy-agent" ]; then die "bin/legacy-agent missing"; fi
   if [ "$VK_TITUS" != 0 ] && [ ! -x "$root/bin/vk-titus" ]; then die "bin/vk-titus missing"; fi
+  case $MESOS_AUTH in 0 | 1) ;; *) die "MESOS_AUTH must be 0 or 1, got '$MESOS_AUTH'" ;; esac
   make_pki
+  [ "$MESOS_AUTH" = 0 ] || make_mesos_auth
   write_configs
+  local -A recorded=()
+  for f in "$CMDS"/*; do
+    if [ -f "$f" ]; then recorded[$(basename "$f")]=$(<"$f"); fi
+  done
   record_cmds
+  restart_changed recorded
 
   [[ "$MASTERS" =~ ^[0-9]+$ ]] || die "MASTERS must be a number, got '$MASTERS'"
-  # Agents and masters beyond AGENTS/MASTERS from an earlier, larger `up`
-  # are stopped and forgotten.
-  for f in "$CMDS"/agent-* "$PIDS"/agent-*.pid "$CMDS"/master-* "$PIDS"/master-*.pid; do
+  # Agents, masters and replicas beyond AGENTS/MASTERS/REPLICAS from an
+  # earlier `up` are stopped and forgotten.
+  local -A replica=()
+  for name in $(vk_names); do replica[$name]=1; done
+  for f in "$CMDS"/agent-* "$PIDS"/agent-*.pid "$CMDS"/master-* "$PIDS"/master-*.pid "$CMDS"/vk-titus* "$PIDS"/vk-titus*.pid; do
     [ -e "$f" ] || continue
     name=$(basename "$f" .pid)
     case $name in
       agent-*) [ "${name#agent-}" -ge "$AGENTS" ] || continue ;;
       master-*) [ "${name#master-}" -ge "$MASTERS" ] || continue ;;
+      vk-titus*) [ -z "${replica[$name]:-}" ] || continue ;;
     esac
     stop_component "$name"
     rm -f "$CMDS/$name"
@@ -736,9 +888,10 @@ cmd_up() {
     # Virtual nodes left in etcd by an earlier stack (another AGENTS or
     # MASTERS) would look Ready to the scheduler until their leases lapse; a
     # vk-titus that starts now registers the nodes it serves.
-    running vk-titus || kc delete nodes -l type=virtual-kubelet --ignore-not-found >/dev/null
-    launch vk-titus
-    wait_component vk-titus
+    any_vk_running || kc delete nodes -l type=virtual-kubelet --ignore-not-found >/dev/null
+    for name in $(vk_names); do launch "$name"; done
+    for name in $(vk_names); do wait_component "$name"; done
+    [ "$REPLICAS" -eq 1 ] || wait_node_ready "$(vk_names | head -n1)"
     if gateway_enabled; then
       launch gateway
       wait_component gateway
@@ -749,6 +902,26 @@ cmd_up() {
   write_env
   log "stack up in ${SECONDS}s; environment: .local/env"
   cat "$L/env"
+}
+
+# restart_changed ARRAY: a running agent, master, vk-titus or gateway whose
+# command line record_cmds just changed (MESOS_AUTH toggled, say) is stopped,
+# so `up` starts it again as recorded. ARRAY names an associative array of
+# the command lines before (NAME -> .local/cmd/NAME's content). A stopped
+# agent leaves its containers running (nosweep); the new one recovers them.
+restart_changed() {
+  local -n before=$1
+  local name
+  for name in "${!before[@]}"; do
+    case $name in agent-* | master-* | vk-titus* | gateway) ;; *) continue ;; esac
+    [ -f "$CMDS/$name" ] && running "$name" || continue
+    [ "$(<"$CMDS/$name")" != "${before[$name]}" ] || continue
+    log "$name: command line changed: restarting it"
+    case $name in
+      agent-*) stop_component "$name" TERM nosweep ;;
+      *) stop_component "$name" ;;
+    esac
+  done
 }
 
 # components NAMEs with pid files, highest rank (latest started) first.
@@ -798,8 +971,13 @@ load_cp_bin() {
     ZK_PORT=$(sed -n 's/^ZOOKEEPER=127.0.0.1://p' "$L/env")
     APISERVER_PORT=$(sed -n 's|^APISERVER=https://127.0.0.1:||p' "$L/env")
     ETCD_PORT=$(sed -n 's|^ETCD=http://127.0.0.1:||p' "$L/env")
-    local a0; a0=$(sed -n 's|^LEGACY_AGENT_0=http://127.0.0.1:||p' "$L/env")
+    local a0 m0 gw
+    a0=$(sed -n 's|^LEGACY_AGENT_0=http://127.0.0.1:||p' "$L/env")
     [ -n "$a0" ] && AGENT_PORT_BASE=$a0
+    m0=$(sed -n 's|^LEGACY_MASTER_0=http://127.0.0.1:||p' "$L/env")
+    [ -n "$m0" ] && MASTER_PORT_BASE=$m0
+    gw=$(sed -n 's|^LEGACY_API=http://127.0.0.1:||p' "$L/env")
+    [ -n "$gw" ] && GATEWAY_PORT=$gw
   fi
   return 0
 }

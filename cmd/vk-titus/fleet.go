@@ -19,22 +19,27 @@ import (
 
 	"github.com/vk-titus/vk-titus/discovery"
 	"github.com/vk-titus/vk-titus/legacy/agentclient"
+	"github.com/vk-titus/vk-titus/ownership"
 	"github.com/vk-titus/vk-titus/provider"
 	"github.com/vk-titus/vk-titus/vknode"
 )
 
-// fleet is the set of virtual nodes this process serves: a fixed list of
-// agents, or the agents the legacy masters list, one node each, added and
-// removed as they come and go.
+// fleet is the set of virtual nodes this process may serve: a fixed list of
+// agents, or the agents the legacy masters list, one node each. Which of
+// them this replica serves is the ownership manager's call (package
+// ownership): a node runs only between its Serve and its Stop, under the
+// fence of this replica's lease on it, and every replica is told the whole
+// set (SetNodes).
 //
 // Nothing a node does at run time stops the process or another node: the
 // API server being away is retried inside vknode (registration, status,
 // informers), and a node whose pod controller stopped is built anew after a
-// back-off (supervise). Only configuration errors at startup (a static
-// agent's node that cannot be built) make run return.
+// back-off (supervise). Only configuration errors (a node that cannot be
+// built) are logged and leave the node down, its lease held, until the
+// manager moves it.
 //
-// Lock rule: mu guards nodes, ports and each member's prov and legacy; it is
-// never held while calling into a provider or the API server.
+// Lock rule: mu guards known, nodes, ports and each member's prov; it is
+// never held while calling into a provider, the manager or the API server.
 type fleet struct {
 	o      *opts
 	cfg    *provider.Config
@@ -42,11 +47,21 @@ type fleet struct {
 	shared *vknode.Shared
 	tls    *tls.Config // kubelet API; nil: not served
 	log    *logrus.Entry
+	own    *ownership.Manager
 	wg     sync.WaitGroup // supervise goroutines
 
 	mu    sync.Mutex
-	nodes map[string]*member // by agent id (static: endpoint)
-	ports map[int]bool       // kubelet API ports held by running nodes
+	known map[string]*candidate // by node name: every agent this process could serve
+	nodes map[string]*member    // by node name: the nodes it serves now
+	ports map[int]bool          // kubelet API ports held by running nodes
+}
+
+// candidate is an agent the fleet knows of, and the legacy usage the master
+// last reported for it (a node started later is told it).
+type candidate struct {
+	agent     provider.AgentConfig
+	legacy    agentclient.Resources
+	hasLegacy bool
 }
 
 type member struct {
@@ -55,19 +70,9 @@ type member struct {
 	log    *logrus.Entry
 	cancel context.CancelFunc // ends the member: every instance of its node
 	done   chan struct{}      // closed once all its node started has stopped
-
-	// under fleet.mu: the running instance's provider (it changes when the
-	// node is built anew) and the legacy usage the master last reported,
-	// which a new provider is told.
-	prov      *provider.Provider
-	legacy    agentclient.Resources
-	hasLegacy bool
-	// Also under fleet.mu: the master declared the agent gone and its node
-	// is being removed; readd is the agent if it came back meanwhile (its
-	// new node starts once the old one is gone: two nodes of one name would
-	// fight over its pods).
-	removing bool
-	readd    *discovery.Agent
+	// prov is the running instance's provider (it changes when the node is
+	// built anew), under fleet.mu.
+	prov *provider.Provider
 }
 
 // instance is one build of a member's node: its own ctx, so that a node
@@ -81,11 +86,11 @@ type instance struct {
 	cancel context.CancelFunc
 }
 
-// build makes an instance of a node under ctx.
-func (f *fleet) build(ctx context.Context, a provider.AgentConfig, name string) (*instance, error) {
+// build makes an instance of a node under ctx, its mutations gated on fence.
+func (f *fleet) build(ctx context.Context, fence func() error, a provider.AgentConfig, name string) (*instance, error) {
 	port := f.takePort()
 	ictx, cancel := context.WithCancel(ctx)
-	n, prov, err := newNode(ictx, f.o, f.cfg, f.client, f.shared, f.tls, a, name, port, f.log)
+	n, prov, err := newNode(ictx, f.o, f.cfg, f.client, f.shared, f.tls, fence, a, name, port, f.log)
 	if err != nil {
 		cancel()
 		f.releasePort(port)
@@ -94,32 +99,92 @@ func (f *fleet) build(ctx context.Context, a provider.AgentConfig, name string) 
 	return &instance{n: n, prov: prov, port: port, ctx: ictx, cancel: cancel}, nil
 }
 
-// start runs a node for one agent. Its error is the node's configuration
-// (nothing here waits for the API server).
-func (f *fleet) start(ctx context.Context, key string, a provider.AgentConfig, name string) error {
-	mctx, cancel := context.WithCancel(ctx)
-	inst, err := f.build(mctx, a, name)
+// Serve starts the node the manager gave this replica (ownership.Handler):
+// it runs under the fence's context, so it stops, in-flight calls
+// cancelled, the moment the fence ends, and the provider checks the fence
+// before every agent call.
+func (f *fleet) Serve(fence *ownership.Fence) {
+	name := fence.Node()
+	f.mu.Lock()
+	c := f.known[name]
+	var a provider.AgentConfig
+	var legacy agentclient.Resources
+	var hasLegacy bool
+	if c != nil {
+		a, legacy, hasLegacy = c.agent, c.legacy, c.hasLegacy
+	}
+	f.mu.Unlock()
+	log := f.log.WithField("node", name)
+	if c == nil {
+		log.Warn("asked to serve a node no agent stands for: its Stop follows")
+		return
+	}
+	mctx, cancel := context.WithCancel(fence.Context())
+	inst, err := f.build(mctx, fence.Err, a, name)
 	if err != nil {
 		cancel()
-		return err
+		log.WithError(err).Error("building the node failed: it stays down until another replica takes it")
+		return
 	}
 	m := &member{name: name, agent: a, cancel: cancel, done: make(chan struct{}), prov: inst.prov,
-		log: f.log.WithFields(logrus.Fields{"node": name, "agent": a.Endpoint})}
+		log: log.WithField("agent", a.Endpoint)}
+	if hasLegacy {
+		inst.prov.SetLegacyUsage(legacy)
+	}
 	f.mu.Lock()
-	f.nodes[key] = m
+	f.nodes[name] = m
 	f.mu.Unlock()
+	m.log.Info("serving the node")
 	f.wg.Add(1)
 	go func() {
 		defer f.wg.Done()
 		defer close(m.done)
-		f.supervise(mctx, m, inst)
+		f.supervise(mctx, fence.Err, m, inst)
 	}()
+}
+
+// Stop stops serving a node (ownership.Handler) and returns once nothing of
+// it runs. A node whose agent the master declared gone is removed first:
+// its pods are marked lost, their statuses given time to be written, then
+// the Node object is deleted and its pods' finalizers taken off (nothing of
+// them is left to remove on a gone agent). Only the owner does this, under
+// its still valid fence.
+func (f *fleet) Stop(ctx context.Context, name string, reason ownership.Reason) error {
+	f.mu.Lock()
+	m := f.nodes[name]
+	var prov *provider.Provider
+	if m != nil {
+		prov = m.prov
+	}
+	f.mu.Unlock()
+	if m == nil {
+		return nil
+	}
+	m.log.WithField("reason", reason).Info("no longer serving the node")
+	if reason == ownership.ReasonRemoved && prov != nil {
+		prov.AgentGone("the legacy master lists the agent no more")
+		vknode.Sleep(ctx, 5*time.Second) // the lost pods' statuses are written
+	}
+	m.cancel()
+	select {
+	case <-m.done:
+	case <-ctx.Done():
+		return fmt.Errorf("node %s: still stopping: %w", name, ctx.Err())
+	}
+	f.mu.Lock()
+	if f.nodes[name] == m {
+		delete(f.nodes, name)
+	}
+	f.mu.Unlock()
+	if reason == ownership.ReasonRemoved {
+		return f.removeNode(ctx, m)
+	}
 	return nil
 }
 
 // supervise runs the member's node until mctx ends, building it anew (after
 // a back-off) whenever an instance stops on its own.
-func (f *fleet) supervise(mctx context.Context, m *member, inst *instance) {
+func (f *fleet) supervise(mctx context.Context, fence func() error, m *member, inst *instance) {
 	b := vknode.Backoff{Min: time.Second, Max: 30 * time.Second}
 	for {
 		err := f.runInstance(inst)
@@ -132,16 +197,19 @@ func (f *fleet) supervise(mctx context.Context, m *member, inst *instance) {
 			if !vknode.Sleep(mctx, d) {
 				return
 			}
-			if inst, err = f.build(mctx, m.agent, m.name); err == nil {
+			if inst, err = f.build(mctx, fence, m.agent, m.name); err == nil {
 				break
 			}
 		}
 		f.mu.Lock()
 		m.prov = inst.prov
-		legacy, has := m.legacy, m.hasLegacy
+		var legacy *agentclient.Resources
+		if c := f.known[m.name]; c != nil && c.hasLegacy {
+			legacy = &c.legacy
+		}
 		f.mu.Unlock()
-		if has {
-			inst.prov.SetLegacyUsage(legacy)
+		if legacy != nil {
+			inst.prov.SetLegacyUsage(*legacy)
 		}
 	}
 }
@@ -213,7 +281,7 @@ func (f *fleet) discover(ctx context.Context) error {
 				return
 			case u := <-updates:
 				for _, ev := range u.Events {
-					f.apply(ctx, ev)
+					f.apply(ev)
 				}
 			}
 		}
@@ -221,51 +289,55 @@ func (f *fleet) discover(ctx context.Context) error {
 	return nil
 }
 
-func (f *fleet) apply(ctx context.Context, ev discovery.AgentEvent) {
+// apply keeps the set of known agents and hands it to the manager; the
+// manager starts and stops the nodes (Serve, Stop).
+func (f *fleet) apply(ev discovery.AgentEvent) {
 	a := ev.Agent
-	log := f.log.WithField("agent", a.ID)
+	name := nodeName(a.ID)
+	log := f.log.WithFields(logrus.Fields{"agent": a.ID, "node": name})
 	f.mu.Lock()
-	m := f.nodes[a.ID]
-	removing := m != nil && m.removing
-	if removing && ev.Type != discovery.AgentRemoved {
-		m.readd = &a // its node is added anew once the old one is gone
+	c := f.known[name]
+	var prov *provider.Provider
+	if m := f.nodes[name]; m != nil {
+		prov = m.prov
 	}
-	f.mu.Unlock()
-	if removing {
-		return
-	}
+	changed := false
 	switch ev.Type {
-	case discovery.AgentAdded:
-		if m != nil {
-			return
+	case discovery.AgentAdded, discovery.AgentChanged:
+		if c == nil {
+			log.Info("agent appeared")
+			c = &candidate{agent: provider.AgentConfig{Endpoint: a.Endpoint, NodeName: name}}
+			f.known[name], changed = c, true
 		}
-		name := nodeName(a.ID)
-		log.WithField("node", name).Info("agent appeared: adding its node")
-		if err := f.start(ctx, a.ID, provider.AgentConfig{Endpoint: a.Endpoint, NodeName: name}, name); err != nil {
-			log.WithError(err).Error("adding node failed")
-			return
-		}
-		f.apply(ctx, discovery.AgentEvent{Type: discovery.AgentChanged, Agent: a})
-	case discovery.AgentChanged:
-		if m != nil {
-			r := agentclient.Resources(a.Legacy)
-			f.mu.Lock()
-			m.legacy, m.hasLegacy = r, true
-			prov := m.prov
-			f.mu.Unlock()
-			prov.SetLegacyUsage(r) // never blocks on the API server (vknode's status relay)
-		}
+		c.legacy, c.hasLegacy = agentclient.Resources(a.Legacy), true
 	case discovery.AgentRemoved:
-		if m == nil {
-			return
+		if c != nil {
+			log.Warn("the master declared the agent gone: its pods are lost, its node removed by its owner")
+			delete(f.known, name)
+			changed = true
 		}
-		log.WithField("node", m.name).Warn("the master declared the agent gone: its pods are lost, its node removed")
-		f.mu.Lock()
-		prov := m.prov
-		m.removing = true
-		f.mu.Unlock()
-		prov.AgentGone("the legacy master lists the agent no more")
-		go f.remove(ctx, a.ID, m)
+	}
+	names := f.knownNamesLocked()
+	f.mu.Unlock()
+	if ev.Type != discovery.AgentRemoved && prov != nil {
+		prov.SetLegacyUsage(agentclient.Resources(a.Legacy)) // never blocks on the API server (vknode's status relay)
+	}
+	if changed {
+		f.setNodes(names)
+	}
+}
+
+func (f *fleet) knownNamesLocked() []string {
+	names := make([]string, 0, len(f.known))
+	for n := range f.known {
+		names = append(names, n)
+	}
+	return names
+}
+
+func (f *fleet) setNodes(names []string) {
+	if err := f.own.SetNodes(names); err != nil {
+		f.log.WithError(err).Error("some agents cannot be served (their node names are invalid)")
 	}
 }
 
@@ -293,45 +365,25 @@ func (f *fleet) releasePort(port int) {
 	f.mu.Unlock()
 }
 
-// remove deletes a gone agent's node once its pods' NodeLost statuses had
-// time to be written. Cancelling the member stops everything its node
-// started (waited for); the Node object is then deleted and the finalizers
-// of its pods taken off, retried while the
-// API server is away (a node left behind would look like a NotReady agent
-// forever). An agent that came back meanwhile is then added anew.
-func (f *fleet) remove(ctx context.Context, key string, m *member) {
-	if !vknode.Sleep(ctx, 5*time.Second) {
-		return
-	}
-	m.cancel()
-	<-m.done
+// removeNode deletes a gone agent's Node object and takes the bridge's
+// finalizer off its pods (the pod garbage collector deletes them with the
+// node; nothing of theirs is left on an agent that is gone), retried while
+// the API server is away, until ctx (the manager's stop timeout) ends.
+func (f *fleet) removeNode(ctx context.Context, m *member) error {
 	b := vknode.Backoff{Min: time.Second, Max: 30 * time.Second}
 	for {
 		err := f.client.CoreV1().Nodes().Delete(ctx, m.name, metav1.DeleteOptions{})
 		if err == nil || apierrors.IsNotFound(err) {
-			// Its pods go with it (the pod garbage collector deletes
-			// them): nothing of theirs is left to remove on an agent that
-			// is gone, so the bridge's finalizer must not hold them.
 			err = provider.ForgetNode(ctx, f.client.CoreV1(), m.name)
 		}
 		if err == nil {
-			break
+			return nil
 		}
 		d := b.Next()
 		m.log.WithError(err).WithField("retryIn", d).Warn("removing the node failed: retrying")
 		if !vknode.Sleep(ctx, d) {
-			return
+			return fmt.Errorf("removing node %s: %w", m.name, err)
 		}
-	}
-	f.mu.Lock()
-	if f.nodes[key] == m {
-		delete(f.nodes, key)
-	}
-	readd := m.readd
-	f.mu.Unlock()
-	if readd != nil {
-		m.log.Info("the agent came back while its node was being removed: adding it anew")
-		f.apply(ctx, discovery.AgentEvent{Type: discovery.AgentAdded, Agent: *readd})
 	}
 }
 

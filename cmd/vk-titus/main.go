@@ -25,7 +25,7 @@ func main() {
 	// `vk-titus` alone runs the node, as node-cli's root command does.
 	root.RunE = run.RunE
 	root.Flags().AddFlagSet(run.Flags())
-	root.AddCommand(run, newStateMachineCommand(), newMigrationCommand(), newGatewayCommand(), &cobra.Command{
+	root.AddCommand(run, newStateMachineCommand(), newMigrationCommand(), newGatewayCommand(), newFleetStatusCommand(), newJobsCommand(), &cobra.Command{
 		Use:   "version",
 		Short: "print the version",
 		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), version) },

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -32,6 +33,7 @@ import (
 
 	"github.com/vk-titus/vk-titus/legacy/agentclient"
 	"github.com/vk-titus/vk-titus/legacy/mesosauth"
+	"github.com/vk-titus/vk-titus/ownership"
 	"github.com/vk-titus/vk-titus/provider"
 	"github.com/vk-titus/vk-titus/translate"
 	"github.com/vk-titus/vk-titus/vknode"
@@ -68,6 +70,11 @@ type opts struct {
 	// the agents and masters (HTTP Basic); mesosCred is it loaded.
 	mesosCredentials string
 	mesosCred        *mesosauth.Credential
+	// identity names this replica among those sharing the agents;
+	// namespace holds their ownership leases.
+	identity, namespace string
+	leaseAPIQPS         float32
+	leaseAPIBurst       int
 }
 
 func envOr(key, def string) string {
@@ -116,8 +123,24 @@ func newRunCommand() *cobra.Command {
 	f.Float64Var(&o.podQueueQPS, "pod-queue-qps", 1000, "items/s each pod controller queue may start (virtual-kubelet's nodeutil leaves 10)")
 	f.IntVar(&o.podQueueBurst, "pod-queue-burst", 2000, "burst of each pod controller queue")
 	f.StringVar(&o.mesosCredentials, "mesos-credentials", os.Getenv("MESOS_CREDENTIALS"), `file of the principal presented to the legacy agents and masters (HTTP Basic): {"principal": ..., "secret": ...}`)
+	f.StringVar(&o.identity, "identity", defaultIdentity(), "this replica's name among those sharing the agents (a DNS label; env POD_NAME)")
+	f.StringVar(&o.namespace, "namespace", envOr("POD_NAMESPACE", "vk-titus-system"), "namespace of the ownership leases (the bridge's own)")
+	f.Float32Var(&o.leaseAPIQPS, "lease-api-qps", 100, "QPS of the ownership leases' own client (every held node is renewed every 4 s)")
+	f.IntVar(&o.leaseAPIBurst, "lease-api-burst", 200, "burst of the ownership leases' own client")
 	f.StringVar(&o.nodeIP, "node-ip", envOr("VKUBELET_POD_IP", "127.0.0.1"), "address the API server reaches this process's kubelet API at")
 	return cmd
+}
+
+// defaultIdentity is the pod's name in a cluster, else the host's name: one
+// replica per host outside Kubernetes.
+func defaultIdentity() string {
+	if n := os.Getenv("POD_NAME"); n != "" {
+		return n
+	}
+	if h, err := os.Hostname(); err == nil {
+		return strings.ToLower(h)
+	}
+	return "vk-titus"
 }
 
 func newLogger(level, format string) (*logrus.Logger, error) {
@@ -139,7 +162,8 @@ func newLogger(level, format string) (*logrus.Logger, error) {
 
 // newKubeClient never leaves client-go at its 5 QPS default: every caller
 // here talks to the API server for thousands of pods.
-func newKubeClient(kubeconfig string, qps float32, burst int) (kubernetes.Interface, error) {
+// wrap, when given, wraps the client's transport (conflict counting).
+func newKubeClient(kubeconfig string, qps float32, burst int, wrap ...func(http.RoundTripper) http.RoundTripper) (kubernetes.Interface, error) {
 	restCfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
 		&clientcmd.ClientConfigLoadingRules{ExplicitPath: kubeconfig}, &clientcmd.ConfigOverrides{}).ClientConfig()
 	if err != nil {
@@ -147,6 +171,9 @@ func newKubeClient(kubeconfig string, qps float32, burst int) (kubernetes.Interf
 	}
 	restCfg.QPS, restCfg.Burst = qps, burst
 	restCfg.UserAgent = "vk-titus/" + version
+	for _, w := range wrap {
+		restCfg.Wrap(w)
+	}
 	client, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
@@ -182,7 +209,13 @@ func run(ctx context.Context, o *opts) error {
 	}
 	raiseOpenFileLimit(base)
 
-	client, err := newKubeClient(o.kubeconfig, o.kubeAPIQPS, o.kubeAPIBurst)
+	// Write conflicts on every client of the bridge are counted: in steady
+	// state no two replicas write one object.
+	ownMetrics, err := ownership.NewMetrics(provider.Registry)
+	if err != nil {
+		return err
+	}
+	client, err := newKubeClient(o.kubeconfig, o.kubeAPIQPS, o.kubeAPIBurst, ownMetrics.WrapTransport)
 	if err != nil {
 		return err
 	}
@@ -207,7 +240,17 @@ func run(ctx context.Context, o *opts) error {
 	defer shared.Shutdown()
 
 	f := &fleet{o: o, cfg: cfg, client: client, shared: shared, tls: tlsCfg, log: base,
-		nodes: map[string]*member{}, ports: map[int]bool{}}
+		known: map[string]*candidate{}, nodes: map[string]*member{}, ports: map[int]bool{}}
+	// The leases get a client of their own: renewals queued behind pod
+	// status writes in a shared rate limiter would end fences for nothing.
+	leases, err := newKubeClient(o.kubeconfig, o.leaseAPIQPS, o.leaseAPIBurst)
+	if err != nil {
+		return err
+	}
+	if f.own, err = ownership.New(ownership.Config{Client: leases, Namespace: o.namespace, Identity: o.identity,
+		Handler: f, Metrics: ownMetrics, Log: base.WithField("replica", o.identity)}); err != nil {
+		return err
+	}
 	if cfg.Master != "" {
 		if err := f.discover(ctx); err != nil {
 			return err
@@ -215,14 +258,16 @@ func run(ctx context.Context, o *opts) error {
 	} else {
 		names := cfg.NodeNames(o.nodeName)
 		for i, a := range cfg.Agents {
-			if err := f.start(ctx, a.Endpoint, a, names[i]); err != nil {
-				return err
-			}
+			f.known[names[i]] = &candidate{agent: a}
 		}
+		f.setNodes(names)
 	}
 	// Nothing but the end of ctx (a signal) ends the process now: nodes
-	// retry what fails on the API server.
-	<-ctx.Done()
+	// retry what fails on the API server. Run returns once every node was
+	// stopped and its lease released, so its next owner starts at once.
+	if err := f.own.Run(ctx); err != nil {
+		base.WithError(err).Error("ownership")
+	}
 	if !f.wait(30 * time.Second) {
 		base.Warn("some nodes had not stopped 30s after shutdown began")
 	}
@@ -233,7 +278,7 @@ func run(ctx context.Context, o *opts) error {
 // starts ends with ctx (the node instance's); its errors are configuration
 // errors (it does not talk to the API server).
 func newNode(ctx context.Context, o *opts, cfg *provider.Config, client kubernetes.Interface, shared *vknode.Shared,
-	tlsCfg *tls.Config, agent provider.AgentConfig, name string, port int, base *logrus.Entry) (*vknode.Node, *provider.Provider, error) {
+	tlsCfg *tls.Config, fence func() error, agent provider.AgentConfig, name string, port int, base *logrus.Entry) (*vknode.Node, *provider.Provider, error) {
 	log := base.WithField("node", name)
 	handler := http.Handler(nil)
 	mux := http.NewServeMux()
@@ -258,7 +303,7 @@ func newNode(ctx context.Context, o *opts, cfg *provider.Config, client kubernet
 			Client: agentclient.New(agent.Endpoint, agentclient.Options{
 				CallTimeout: cfg.Timeouts.AgentCall.Duration, Observe: provider.ObserveAgentCall, Credential: o.mesosCred}),
 			Recorder: recorder, Pods: pc.Pods, ConfigMaps: pc.ConfigMaps, Secrets: pc.Secrets, PodClient: client.CoreV1(),
-			Log: log,
+			Fence: fence, Log: log,
 		})
 		prov.Start(ctx)
 		// Taints first: once ConfigureNode has it, the spec is the
@@ -267,6 +312,10 @@ func newNode(ctx context.Context, o *opts, cfg *provider.Config, client kubernet
 			pc.Node.Spec.Taints = append(pc.Node.Spec.Taints, corev1.Taint{
 				Key: o.taintKey, Value: o.providerName, Effect: corev1.TaintEffect(o.taintEffect)})
 		}
+		if pc.Node.Annotations == nil {
+			pc.Node.Annotations = map[string]string{}
+		}
+		pc.Node.Annotations[ownership.AnnotationOwner] = o.identity
 		prov.ConfigureNode(pc.Node, o.nodeIP, int32(port), o.os)
 		mux.Handle("/", api.PodHandler(api.PodHandlerConfig{
 			RunInContainer: prov.RunInContainer, AttachToContainer: prov.AttachToContainer,

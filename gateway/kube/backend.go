@@ -7,6 +7,7 @@ import (
 	"github.com/sirupsen/logrus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -34,6 +35,10 @@ type Backend struct {
 	finished    *memory
 	killing     *idSet // tasks KillTask deleted, until their pods are gone
 	changed     *notifier
+	// changes names every job and task an informer event touched, for
+	// Observe; a pod's event names its job too, whose state follows its
+	// pods once killed.
+	changes *legacyapi.ChangeLog
 }
 
 // Cache indexes.
@@ -57,12 +62,14 @@ func New(client kubernetes.Interface, cfg Config, log logrus.FieldLogger) (*Back
 		finished:    newMemory(cfg.FinishedTaskMemory),
 		killing:     newIDSet(),
 		changed:     newNotifier(),
+		changes:     legacyapi.NewChangeLog(cfg.ChangeLog),
 	}
 	// Only objects this backend made: other workloads in the namespace
 	// would cost memory and mean nothing to the job API.
 	b.factory = informers.NewSharedInformerFactoryWithOptions(client, 0,
 		informers.WithNamespace(cfg.Namespace),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = LabelJobID }))
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = LabelJobID }),
+		informers.WithTransform(stripManagedFields))
 	b.jobs = b.factory.Batch().V1().Jobs().Informer()
 	b.deployments = b.factory.Apps().V1().Deployments().Informer()
 	b.pods = b.factory.Core().V1().Pods().Informer()
@@ -151,29 +158,49 @@ func metaOf(obj any) (metav1.Object, error) {
 	return m, nil
 }
 
-// jobHandler forgets parsed descriptors of deleted objects and wakes the
-// writers waiting for the cache.
+// jobHandler forgets parsed descriptors no object holds any more, records
+// the change for Observe and wakes the writers waiting for the cache.
 func (b *Backend) jobHandler() cache.ResourceEventHandler {
+	changed := func(obj any) {
+		if m, err := metaOf(obj); err == nil {
+			b.changes.Add(legacyapi.ChangeKey{ID: m.GetLabels()[LabelJobID]})
+		}
+		b.changed.broadcast()
+	}
 	return cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { b.changed.broadcast() },
-		UpdateFunc: func(any, any) { b.changed.broadcast() },
+		AddFunc: changed,
+		UpdateFunc: func(old, obj any) {
+			before, err1 := metaOf(old)
+			after, err2 := metaOf(obj)
+			if err1 == nil && err2 == nil && before.GetAnnotations()[AnnotationDescriptor] != after.GetAnnotations()[AnnotationDescriptor] {
+				b.descriptors.forget(before.GetAnnotations()[AnnotationDescriptor]) // UpdateJob rewrote it
+			}
+			changed(obj)
+		},
 		DeleteFunc: func(obj any) {
-			if m, err := metaOf(unwrapTombstone(obj)); err == nil {
+			obj = unwrapTombstone(obj)
+			if m, err := metaOf(obj); err == nil {
 				b.descriptors.forget(m.GetAnnotations()[AnnotationDescriptor])
 			}
-			b.changed.broadcast()
+			changed(obj)
 		},
 	}
 }
 
 // podHandler keeps each pod's task ready, and the last record of deleted
-// pods, which the cache drops.
+// pods, which the cache drops; it records the change of the task and of
+// its job for Observe.
 func (b *Backend) podHandler() cache.ResourceEventHandler {
+	changed := func(pod *corev1.Pod) {
+		b.changes.Add(legacyapi.ChangeKey{Task: true, ID: legacyapi.KubePrefix + string(pod.UID)})
+		b.changes.Add(legacyapi.ChangeKey{ID: pod.Labels[LabelJobID]})
+		b.changed.broadcast()
+	}
 	put := func(obj any) {
 		if pod, ok := obj.(*corev1.Pod); ok {
 			b.tasks.put(pod)
+			changed(pod)
 		}
-		b.changed.broadcast()
 	}
 	return cache.ResourceEventHandlerFuncs{
 		AddFunc:    put,
@@ -181,10 +208,21 @@ func (b *Backend) podHandler() cache.ResourceEventHandler {
 		DeleteFunc: func(obj any) {
 			if pod, ok := unwrapTombstone(obj).(*corev1.Pod); ok {
 				b.podDeleted(pod)
+				changed(pod)
 			}
-			b.changed.broadcast()
 		},
 	}
+}
+
+// stripManagedFields drops managedFields from every cached object: nothing
+// here reads them, and they are often the larger part of an object. The
+// informer owns the freshly decoded object, so changing it in place is
+// allowed; tombstones pass through.
+func stripManagedFields(obj any) (any, error) {
+	if m, err := meta.Accessor(obj); err == nil {
+		m.SetManagedFields(nil)
+	}
+	return obj, nil
 }
 
 // unwrapTombstone returns the last known object of a deletion the informer

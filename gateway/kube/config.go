@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/vk-titus/vk-titus/legacyapi"
 )
 
 // Defaults of Config.
@@ -15,6 +17,7 @@ const (
 	DefaultTaintKey           = "virtual-kubelet.io/provider" // vk-titus run --taint
 	DefaultFinishedTaskMemory = 10000
 	DefaultCacheWait          = 5 * time.Second
+	DefaultChangeLog          = 1 << 16
 )
 
 // Config tells the backend where jobs live and how pods reach the virtual
@@ -32,6 +35,12 @@ type Config struct {
 	// CacheWait bounds how long a write waits for the informer cache to
 	// show it before returning anyway.
 	CacheWait time.Duration
+	// Limits are what CreateJob holds a descriptor to (the gateway's, so
+	// that this world accepts what the gateway accepted); zero: Titus's.
+	Limits legacyapi.Limits
+	// ChangeLog is how many changes Observe keeps for its readers; one
+	// further behind starts over with a snapshot.
+	ChangeLog int
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -50,6 +59,15 @@ func (c Config) withDefaults() (Config, error) {
 	if c.CacheWait == 0 {
 		c.CacheWait = DefaultCacheWait
 	}
+	if c.Limits == (legacyapi.Limits{}) {
+		c.Limits = legacyapi.TitusLimits()
+	}
+	if c.ChangeLog == 0 {
+		c.ChangeLog = DefaultChangeLog
+	}
+	if err := c.Limits.Check(); err != nil {
+		return c, fmt.Errorf("limits: %w", err)
+	}
 	if errs := validation.IsDNS1123Label(c.Namespace); len(errs) > 0 {
 		return c, fmt.Errorf("namespace %q: %s", c.Namespace, strings.Join(errs, "; "))
 	}
@@ -59,8 +77,8 @@ func (c Config) withDefaults() (Config, error) {
 	if errs := validation.IsValidLabelValue(c.Provider); len(errs) > 0 {
 		return c, fmt.Errorf("provider %q: %s", c.Provider, strings.Join(errs, "; "))
 	}
-	if c.FinishedTaskMemory < 0 || c.CacheWait < 0 {
-		return c, fmt.Errorf("finished task memory (%d) and cache wait (%s) must not be negative", c.FinishedTaskMemory, c.CacheWait)
+	if c.FinishedTaskMemory < 0 || c.CacheWait < 0 || c.ChangeLog < 0 {
+		return c, fmt.Errorf("finished task memory (%d), cache wait (%s) and change log (%d) must not be negative", c.FinishedTaskMemory, c.CacheWait, c.ChangeLog)
 	}
 	return c, nil
 }

@@ -66,9 +66,17 @@ func TestKillBatchJob(t *testing.T) {
 		t.Errorf("task of the killed job: %+v, %v", task.Status, err)
 	}
 
-	wantErr(t, b.UpdateCapacity(ctx, id, legacyapi.Capacity{Min: 1, Desired: 1, Max: 1}), legacyapi.ErrConflict)
-	wantErr(t, b.SetEnabled(ctx, id, false), legacyapi.ErrConflict)
+	wantErr(t, resize(b, id, legacyapi.Capacity{Min: 1, Desired: 1, Max: 1}), legacyapi.ErrInvalid) // a batch job
+	wantErr(t, b.UpdateJob(ctx, id, legacyapi.JobUpdate{Attributes: map[string]string{"a": "b"}}), legacyapi.ErrTerminating)
 	wantErr(t, b.KillJob(ctx, "kube-nope"), legacyapi.ErrNotFound)
+}
+
+func resize(b *Backend, id string, c legacyapi.Capacity) error {
+	return b.UpdateJob(context.Background(), id, legacyapi.JobUpdate{Capacity: legacyapi.FullCapacity(c)})
+}
+
+func enable(b *Backend, id string, on bool) error {
+	return b.UpdateJob(context.Background(), id, legacyapi.JobUpdate{Enabled: &on})
 }
 
 func TestBatchJobEnds(t *testing.T) {
@@ -110,22 +118,47 @@ func TestServiceJobControl(t *testing.T) {
 		return *d.Spec.Replicas, d.Annotations
 	}
 
-	if err := b.UpdateCapacity(ctx, id, legacyapi.Capacity{Min: 2, Desired: 4, Max: 8}); err != nil {
+	if err := resize(b, id, legacyapi.Capacity{Min: 2, Desired: 4, Max: 8}); err != nil {
 		t.Fatal(err)
 	}
 	if n, a := deployment(); n != 4 || a[AnnotationCapacityMin] != "2" || a[AnnotationCapacityMax] != "8" {
 		t.Errorf("resized: replicas %d, annotations %v", n, a)
 	}
-	wantErr(t, b.UpdateCapacity(ctx, id, legacyapi.Capacity{Min: 3, Desired: 2, Max: 8}), legacyapi.ErrInvalid)
-	if err := b.SetEnabled(ctx, id, false); err != nil {
+	wantErr(t, resize(b, id, legacyapi.Capacity{Min: 3, Desired: 2, Max: 8}), legacyapi.ErrInvalid)
+	if err := enable(b, id, false); err != nil {
+		t.Fatal(err)
+	}
+	// Only the fields given change.
+	max := legacyapi.U32(6)
+	if err := b.UpdateJob(ctx, id, legacyapi.JobUpdate{Capacity: &legacyapi.CapacityUpdate{Max: &max}}); err != nil {
+		t.Fatal(err)
+	}
+	if n, a := deployment(); n != 4 || a[AnnotationCapacityMin] != "2" || a[AnnotationCapacityMax] != "6" {
+		t.Errorf("max alone: replicas %d, annotations %v", n, a)
+	}
+	// Processes forbid a larger size; attributes and a budget are kept.
+	for _, u := range []legacyapi.JobUpdate{
+		{Processes: &legacyapi.ServiceJobProcesses{DisableIncreaseDesired: true}},
+		{Attributes: map[string]string{"source": "spinnaker"}},
+		{DisruptionBudget: []byte(`{"selfManaged":{"relocationTimeMs":"60000"}}`)},
+	} {
+		if err := b.UpdateJob(ctx, id, u); err != nil {
+			t.Fatalf("%+v: %v", u, err)
+		}
+	}
+	wantErr(t, resize(b, id, legacyapi.Capacity{Min: 2, Desired: 5, Max: 6}), legacyapi.ErrInvalid)
+	if err := resize(b, id, legacyapi.Capacity{Min: 2, Desired: 4, Max: 8}); err != nil {
 		t.Fatal(err)
 	}
 	j, err := b.GetJob(ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := j.JobDescriptor.Service; *s.Capacity != (legacyapi.Capacity{Min: 2, Desired: 4, Max: 8}) || s.Enabled {
+	if s := j.JobDescriptor.Service; *s.Capacity != (legacyapi.Capacity{Min: 2, Desired: 4, Max: 8}) || s.Enabled || !s.ServiceJobProcesses.DisableIncreaseDesired {
 		t.Errorf("service spec after resize and disable: %+v %+v", s, s.Capacity)
+	}
+	if d := j.JobDescriptor; d.Attributes["source"] != "spinnaker" || d.Attributes["cost-center"] != "42" || string(d.DisruptionBudget) == "" {
+		t.Errorf("attributes %v, budget %s", d.Attributes, d.DisruptionBudget)
 	}
 
 	addPods(t, b, client, podOf(o, "w1", 1, scheduled("n1", 2), running(3)))
@@ -138,8 +171,8 @@ func TestServiceJobControl(t *testing.T) {
 	if st := jobState(t, b, id); st.State != legacyapi.JobKillInitiated {
 		t.Errorf("killed with a pod left: %+v", st)
 	}
-	wantErr(t, b.UpdateCapacity(ctx, id, legacyapi.Capacity{Min: 1, Desired: 1, Max: 1}), legacyapi.ErrConflict)
-	wantErr(t, b.SetEnabled(ctx, id, true), legacyapi.ErrConflict)
+	wantErr(t, b.UpdateJob(ctx, id, legacyapi.JobUpdate{Attributes: map[string]string{"a": "b"}}), legacyapi.ErrTerminating)
+	wantErr(t, enable(b, id, true), legacyapi.ErrTerminating)
 	if err := client.CoreV1().Pods(testNS).Delete(ctx, o.meta.Name+"-w1", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +193,8 @@ func TestKillTask(t *testing.T) {
 	addPods(t, b, client, p1, p2, p3)
 	client.ClearActions()
 
-	if err := b.KillTask(ctx, "kube-k1", true); err != nil {
+	shrink := legacyapi.TaskKill{Shrink: true}
+	if err := b.KillTask(ctx, "kube-k1", shrink); err != nil {
 		t.Fatal(err)
 	}
 	// In order: mark the pod, lower the Deployment, delete the pod.
@@ -186,15 +220,16 @@ func TestKillTask(t *testing.T) {
 	}
 
 	client.ClearActions()
-	wantErr(t, b.KillTask(ctx, "kube-k2", true), legacyapi.ErrConflict) // desired 1 = min
+	// desired 1 = min: refused when the minimum must stay
+	wantErr(t, b.KillTask(ctx, "kube-k2", legacyapi.TaskKill{Shrink: true, PreventMinSizeUpdate: true}), legacyapi.ErrConflict)
 	if n := len(writes(client)); n != 0 {
 		t.Errorf("a refused shrink wrote %d times", n)
 	}
-	wantErr(t, b.KillTask(ctx, "kube-k3", true), legacyapi.ErrInvalid) // batch
-	wantErr(t, b.KillTask(ctx, "kube-k1", false), legacyapi.ErrConflict)
-	wantErr(t, b.KillTask(ctx, "kube-nope", false), legacyapi.ErrNotFound)
+	wantErr(t, b.KillTask(ctx, "kube-k3", shrink), legacyapi.ErrInvalid) // batch
+	wantErr(t, b.KillTask(ctx, "kube-k1", legacyapi.TaskKill{}), legacyapi.ErrNotFound)
+	wantErr(t, b.KillTask(ctx, "kube-nope", legacyapi.TaskKill{}), legacyapi.ErrNotFound)
 
-	if err := b.KillTask(ctx, "kube-k2", false); err != nil {
+	if err := b.KillTask(ctx, "kube-k2", legacyapi.TaskKill{}); err != nil {
 		t.Fatal(err)
 	}
 	if j, _ := b.GetJob(ctx, id); j.JobDescriptor.Service.Capacity.Desired != 1 {

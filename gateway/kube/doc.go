@@ -17,5 +17,12 @@
 //
 // Reads come from informer caches, never from list calls per request, and
 // every write waits until the cache shows it, so a client that creates a
-// job and reads it back at once finds it.
+// job and reads it back at once finds it. The informers' events also name
+// what changed in a ChangeLog, from which Observe feeds the gateway's
+// event streams the jobs and tasks as the caches show them.
+//
+// Updates go to the job's object, read fresh: the descriptor annotation
+// holds what the job API shows (attributes, disruption budget, processes),
+// a Deployment's replicas and annotations its live capacity and flag; a
+// task's attributes live in an annotation of its pod.
 package kube

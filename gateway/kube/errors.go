@@ -27,14 +27,11 @@ func apiError(err error, format string, args ...any) error {
 // asAPIError leaves the backend's own verdicts (a conflict found by a
 // mutation, say) as they are and wraps the rest with apiError.
 func asAPIError(err error, format string, args ...any) error {
-	for _, own := range []error{legacyapi.ErrNotFound, legacyapi.ErrInvalid, legacyapi.ErrConflict, legacyapi.ErrUnavailable} {
+	for _, own := range []error{legacyapi.ErrNotFound, legacyapi.ErrInvalid, legacyapi.ErrConflict, legacyapi.ErrTerminating,
+		legacyapi.ErrUnavailable, legacyapi.ErrUnimplemented} {
 		if errors.Is(err, own) {
 			return err
 		}
 	}
 	return apiError(err, format, args...)
-}
-
-func conflictf(format string, args ...any) error {
-	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), legacyapi.ErrConflict)
 }

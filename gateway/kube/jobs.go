@@ -43,7 +43,7 @@ func jobObjectOf(obj any) (jobObject, bool) {
 
 // CreateJob creates the job's Job (batch) or Deployment (service).
 func (b *Backend) CreateJob(ctx context.Context, d legacyapi.JobDescriptor) (string, error) {
-	if err := legacyapi.Validate(d); err != nil {
+	if err := b.cfg.Limits.Validate(d); err != nil {
 		return "", err
 	}
 	for attempt := 1; ; attempt++ {
@@ -112,12 +112,22 @@ func (b *Backend) FindJobs(ctx context.Context, q legacyapi.JobQuery) (legacyapi
 			b.log.WithError(err).WithField("job", o.id).Debug("job left out of the list")
 			continue
 		}
-		if legacyapi.MatchJob(q, j) {
+		if legacyapi.MatchJob(q.Criteria, j, func() []legacyapi.Task { return b.jobTasks(j.ID) }) {
 			jobs = append(jobs, j)
 		}
 	}
 	items, page, err := legacyapi.Paginate(jobs, legacyapi.JobKey, q.Page)
 	return legacyapi.JobQueryResult{Items: items, Pagination: page}, err
+}
+
+// jobTasks are the tasks of one job, for criteria on tasks.
+func (b *Backend) jobTasks(id string) []legacyapi.Task {
+	entries := b.collect([]string{id}, "")
+	out := make([]legacyapi.Task, len(entries))
+	for i, e := range entries {
+		out[i] = e.task
+	}
+	return out
 }
 
 func (b *Backend) lookupJob(id string) (jobObject, bool) {

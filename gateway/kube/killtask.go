@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"strconv"
 	"sync"
@@ -17,22 +18,24 @@ import (
 )
 
 // KillTask deletes the task's pod, gracefully. Its controller replaces it,
-// unless shrink: then the pod is first marked the cheapest to delete and
-// the Deployment lowered by one, so that the ReplicaSet, should it act
-// before the deletion lands, removes this pod and no other.
-func (b *Backend) KillTask(ctx context.Context, id string, shrink bool) error {
+// unless k.Shrink: then the pod is first marked the cheapest to delete and
+// the Deployment lowered by one (legacyapi.Shrink), so that the
+// ReplicaSet, should it act before the deletion lands, removes this pod
+// and no other. A pod already ended or being deleted is NotFound, as the
+// Backend contract has it.
+func (b *Backend) KillTask(ctx context.Context, id string, k legacyapi.TaskKill) error {
 	pod := b.podByTaskID(id)
 	if pod == nil {
 		if _, ok := b.finished.get(id); ok {
-			return conflictf("task %s has already finished", id)
+			return fmt.Errorf("task %s has finished: %w", id, legacyapi.ErrNotFound)
 		}
 		return legacyapi.NotFound("task", id)
 	}
-	if podEnded(pod) {
-		return conflictf("task %s has already finished", id)
+	if podEnded(pod) || pod.DeletionTimestamp != nil {
+		return fmt.Errorf("task %s has finished or is being killed: %w", id, legacyapi.ErrNotFound)
 	}
-	if shrink {
-		if err := b.shrinkFor(ctx, id, pod); err != nil {
+	if k.Shrink {
+		if err := b.shrinkFor(ctx, id, pod, k.PreventMinSizeUpdate); err != nil {
 			return err
 		}
 	}
@@ -60,7 +63,7 @@ func (b *Backend) KillTask(ctx context.Context, id string, shrink bool) error {
 }
 
 // shrinkFor lowers the service job's capacity by one for pod's kill.
-func (b *Backend) shrinkFor(ctx context.Context, id string, pod *corev1.Pod) error {
+func (b *Backend) shrinkFor(ctx context.Context, id string, pod *corev1.Pod, preventMinSizeUpdate bool) error {
 	jobID := pod.Labels[LabelJobID]
 	o, ok := b.lookupJob(jobID)
 	if !ok || o.service == nil {
@@ -68,7 +71,7 @@ func (b *Backend) shrinkFor(ctx context.Context, id string, pod *corev1.Pod) err
 	}
 	// Checked before marking the pod, so a refused shrink leaves no trace;
 	// checked again on the fresh object when writing.
-	if err := checkShrink(jobID, o.service); err != nil {
+	if _, err := b.shrunk(jobObject{id: jobID, meta: o.meta, service: o.service}, preventMinSizeUpdate); err != nil {
 		return err
 	}
 	patch := `{"metadata":{"annotations":{"` + corev1.PodDeletionCost + `":"` + strconv.Itoa(math.MinInt32) + `"}}}`
@@ -76,23 +79,26 @@ func (b *Backend) shrinkFor(ctx context.Context, id string, pod *corev1.Pod) err
 		return apiError(err, "mark pod %s/%s of task %s for deletion", pod.Namespace, pod.Name, id)
 	}
 	return b.updateService(ctx, o, func(d *appsv1.Deployment) error {
-		if err := checkShrink(jobID, d); err != nil {
+		c, err := b.shrunk(jobObject{id: jobID, meta: &d.ObjectMeta, service: d}, preventMinSizeUpdate)
+		if err != nil {
 			return err
 		}
-		d.Spec.Replicas = ptr.To(ptr.Deref(d.Spec.Replicas, 0) - 1)
+		d.Spec.Replicas = ptr.To(int32(c.Desired))
+		setAnnotation(d, AnnotationCapacityMin, strconv.FormatUint(uint64(c.Min), 10))
 		return nil
 	})
 }
 
-func checkShrink(jobID string, d *appsv1.Deployment) error {
-	if err := checkAlive(jobID, d); err != nil {
-		return err
+// shrunk is the capacity of o's service job after a kill with shrink.
+func (b *Backend) shrunk(o jobObject, preventMinSizeUpdate bool) (legacyapi.Capacity, error) {
+	j, err := b.jobOf(o)
+	if err != nil {
+		return legacyapi.Capacity{}, err
 	}
-	floor := annotationU32(d.Annotations, AnnotationCapacityMin)
-	if desired := ptr.Deref(d.Spec.Replicas, 0); desired <= int32(floor) {
-		return conflictf("job %s: desired %d cannot shrink below min %d", jobID, desired, floor)
+	if s := j.Status.State; s != legacyapi.JobAccepted {
+		return legacyapi.Capacity{}, legacyapi.Terminating("job", o.id, s)
 	}
-	return nil
+	return legacyapi.Shrink(o.id, *j.JobDescriptor.Service.Capacity, preventMinSizeUpdate)
 }
 
 // idSet is a set of ids safe for concurrent use.

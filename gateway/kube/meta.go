@@ -30,6 +30,10 @@ const (
 	AnnotationEnabled     = "vk-titus.io/enabled"
 )
 
+// AnnotationTaskAttributes on a pod holds its task's attributes (JSON),
+// which UpdateTask sets.
+const AnnotationTaskAttributes = "vk-titus.io/task-attributes"
+
 // maxNameStem leaves room in a Job name (≤ 63, as pods carry it in a label)
 // for the id suffix, and in pod names for the controllers' suffixes.
 const maxNameStem = 40

@@ -27,7 +27,7 @@ func TestTaskCursorWalk(t *testing.T) {
 	var last legacyapi.Key
 	page := legacyapi.Page{PageSize: 7}
 	for n := 0; ; n++ {
-		res, err := b.FindTasks(context.Background(), legacyapi.TaskQuery{Page: page, JobIDs: []string{id}})
+		res, err := b.FindTasks(context.Background(), legacyapi.TaskQuery{Page: page, Criteria: legacyapi.Criteria{JobIDs: []string{id}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -88,7 +88,7 @@ func TestJobCursorWalk(t *testing.T) {
 	if len(got) != len(want) {
 		t.Errorf("walk saw %d jobs, want %d", len(got), len(want))
 	}
-	res, err := b.FindJobs(context.Background(), legacyapi.JobQuery{JobType: "service", ApplicationName: "web"})
+	res, err := b.FindJobs(context.Background(), legacyapi.JobQuery{Criteria: legacyapi.Criteria{JobType: "service", ApplicationName: "web"}})
 	if err != nil || len(res.Items) != 3 {
 		t.Errorf("service jobs: %d, %v", len(res.Items), err)
 	}
@@ -105,7 +105,7 @@ func BenchmarkFindTasks(b *testing.B) {
 		objs = append(objs, pod)
 	}
 	be, _ := newTestBackend(b, objs...)
-	q := legacyapi.TaskQuery{TaskStates: []string{legacyapi.TaskStarted}, Page: legacyapi.Page{PageSize: 100}}
+	q := legacyapi.TaskQuery{Criteria: legacyapi.Criteria{TaskStates: []string{legacyapi.TaskStarted}}, Page: legacyapi.Page{PageSize: 100}}
 	b.ResetTimer()
 	for b.Loop() {
 		res, err := be.FindTasks(context.Background(), q)

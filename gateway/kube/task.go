@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -17,7 +18,6 @@ import (
 // taskEntry is a task with what queries need beside it.
 type taskEntry struct {
 	task legacyapi.Task
-	app  string // its job's application, which task queries filter on
 	// retry is how many earlier pods of its completion index failed
 	// (batch): it orders the tries of one index, whose creation times
 	// have only seconds.
@@ -55,10 +55,25 @@ func taskOf(pod *corev1.Pod) taskEntry {
 			TaskContext:   ctx,
 			Status:        history[len(history)-1],
 			StatusHistory: history,
+			Attributes:    taskAttributes(pod),
 		},
-		app:   pod.Annotations[LabelApplication],
 		retry: retry,
 	}
+}
+
+// taskAttributes reads the attributes UpdateTask keeps in an annotation;
+// one that does not decode reads as none (the job API wrote it, so only a
+// hand edit can damage it).
+func taskAttributes(pod *corev1.Pod) map[string]string {
+	text, ok := pod.Annotations[AnnotationTaskAttributes]
+	if !ok {
+		return nil
+	}
+	var attrs map[string]string
+	if json.Unmarshal([]byte(text), &attrs) != nil || len(attrs) == 0 {
+		return nil
+	}
+	return attrs
 }
 
 // titusState is the provider's word (the state machine's state of the

@@ -84,8 +84,8 @@ func TestTaskOf(t *testing.T) {
 			if tc.exit != "" && task.Status.ReasonMessage != "exited with code "+tc.exit {
 				t.Errorf("reason message %q", task.Status.ReasonMessage)
 			}
-			if task.ID != "kube-u1" || task.JobID != "kube-job" || e.app != "app" {
-				t.Errorf("ids %s %s %s", task.ID, task.JobID, e.app)
+			if task.ID != "kube-u1" || task.JobID != "kube-job" {
+				t.Errorf("ids %s %s", task.ID, task.JobID)
 			}
 		})
 	}

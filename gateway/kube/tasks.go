@@ -53,8 +53,17 @@ func (b *Backend) FindTasks(ctx context.Context, q legacyapi.TaskQuery) (legacya
 	entries := b.collect(jobIDs, "")
 	linkRetries(entries)
 	tasks := make([]legacyapi.Task, 0, len(entries))
+	jobs := map[string]legacyapi.Job{} // read once per job, and only if the criteria need them
 	for _, e := range entries {
-		if legacyapi.MatchTask(q, e.task, e.app) {
+		var j legacyapi.Job
+		if q.HasJobFieldCriteria() {
+			var ok bool
+			if j, ok = jobs[e.task.JobID]; !ok {
+				j, _ = b.GetJob(ctx, e.task.JobID) // a job gone matches no job criteria
+				jobs[e.task.JobID] = j
+			}
+		}
+		if legacyapi.MatchTask(q.Criteria, e.task, j) {
 			tasks = append(tasks, e.task)
 		}
 	}

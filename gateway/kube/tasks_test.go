@@ -20,7 +20,7 @@ func TestFindAndGetTasks(t *testing.T) {
 	second := podOf(o, "b0", 10, withIndex("1", ""), scheduled("n2", 11), running(12))
 	addPods(t, b, client, first, retry, second)
 
-	res, err := b.FindTasks(ctx, legacyapi.TaskQuery{JobIDs: []string{id}})
+	res, err := b.FindTasks(ctx, legacyapi.TaskQuery{Criteria: legacyapi.Criteria{JobIDs: []string{id}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,19 +40,19 @@ func TestFindAndGetTasks(t *testing.T) {
 		}
 	}
 
-	res, err = b.FindTasks(ctx, legacyapi.TaskQuery{TaskStates: []string{legacyapi.TaskStarted}, ApplicationName: "My_App.v2"})
+	res, err = b.FindTasks(ctx, legacyapi.TaskQuery{Criteria: legacyapi.Criteria{TaskStates: []string{legacyapi.TaskStarted}, ApplicationName: "My_App.v2"}})
 	if err != nil || len(res.Items) != 2 {
 		t.Fatalf("started tasks: %+v, %v", res.Items, err)
 	}
-	res, err = b.FindTasks(ctx, legacyapi.TaskQuery{JobIDs: []string{other}})
+	res, err = b.FindTasks(ctx, legacyapi.TaskQuery{Criteria: legacyapi.Criteria{JobIDs: []string{other}}})
 	if err != nil || len(res.Items) != 0 || res.Items == nil {
 		t.Fatalf("tasks of the service job: %#v, %v", res.Items, err)
 	}
-	res, err = b.FindTasks(ctx, legacyapi.TaskQuery{TaskIDs: []string{"kube-a1"}})
+	res, err = b.FindTasks(ctx, legacyapi.TaskQuery{Criteria: legacyapi.Criteria{TaskIDs: []string{"kube-a1"}}})
 	if err != nil || len(res.Items) != 1 || res.Items[0].TaskContext[legacyapi.ContextResubmitOf] != "kube-a0" {
 		t.Fatalf("task by id: %+v, %v", res.Items, err)
 	}
-	res, err = b.FindTasks(ctx, legacyapi.TaskQuery{TaskIDs: []string{"kube-nope"}})
+	res, err = b.FindTasks(ctx, legacyapi.TaskQuery{Criteria: legacyapi.Criteria{TaskIDs: []string{"kube-nope"}}})
 	if err != nil || len(res.Items) != 0 {
 		t.Fatalf("unknown task by id: %+v, %v", res.Items, err)
 	}
@@ -103,7 +103,7 @@ func TestDeletedPodsAreRemembered(t *testing.T) {
 			t.Errorf("%s: %+v, %v; want Finished %s", id, task.Status, err, reason)
 		}
 	}
-	res, err := b.FindTasks(ctx, legacyapi.TaskQuery{TaskStates: []string{legacyapi.TaskFinished}})
+	res, err := b.FindTasks(ctx, legacyapi.TaskQuery{Criteria: legacyapi.Criteria{TaskStates: []string{legacyapi.TaskFinished}}})
 	if err != nil || len(res.Items) != 2 {
 		t.Errorf("finished tasks: %+v, %v", res.Items, err)
 	}

@@ -7,6 +7,12 @@
 // `up` writes once everything is ready and `down` removes. Load reads it; Stop,
 // Kill and Start drive scripts/stack.sh to stop or restart one component (for
 // example "vk-titus" or "agent-0") with the command line `up` recorded.
+//
+// With MESOS_AUTH (the default) the stack's agents and masters refuse
+// unauthenticated calls, GET_HEALTH and /health aside. Load then loads the
+// credential the bridge sends (MESOS_CREDENTIALS), and every direct call a
+// test or tool makes to an agent or master goes through MesosClient, which
+// sends it.
 package stack
 
 import (
@@ -15,16 +21,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/vk-titus/vk-titus/legacy/mesosauth"
 )
 
 // ErrNotUp is returned (wrapped) by Load when .local/env does not exist.
@@ -53,6 +63,13 @@ type Env struct {
 	VKMetrics string
 	// KubeletPort is vk-titus's kubelet API port (TLS).
 	KubeletPort int
+	// MesosAuth: the agents and masters demand HTTP Basic credentials
+	// (MESOS_AUTH=1, stack.sh's default).
+	MesosAuth bool
+	// MesosCredential is the principal vk-titus presents to the agents and
+	// masters (MESOS_CREDENTIALS); nil when the stack runs without
+	// authentication. Direct calls send it through MesosClient.
+	MesosCredential *mesosauth.Credential
 	// Vars holds every KEY=value of .local/env.
 	Vars map[string]string
 }
@@ -151,6 +168,17 @@ func fromVars(root string, vars map[string]string) (*Env, error) {
 		}
 		e.KubeletPort = n
 	}
+	e.MesosAuth = vars["MESOS_AUTH"] == "1"
+	if p := vars["MESOS_CREDENTIALS"]; p != "" {
+		c, err := mesosauth.LoadCredential(p)
+		if err != nil {
+			return nil, fmt.Errorf("stack: MESOS_CREDENTIALS: %w", err)
+		}
+		e.MesosCredential = c
+	}
+	if e.MesosAuth && e.MesosCredential == nil {
+		return nil, errors.New("stack: env has MESOS_AUTH=1 but no MESOS_CREDENTIALS")
+	}
 	for k, v := range map[string]string{"KUBECONFIG": e.Kubeconfig, "KUBECTL": e.KubectlBin, "NODE_NAME": e.NodeName} {
 		if v == "" {
 			return nil, fmt.Errorf("stack: env lacks %s", k)
@@ -177,6 +205,15 @@ func (e *Env) Client() (*kubernetes.Clientset, error) {
 		return nil, err
 	}
 	return kubernetes.NewForConfig(cfg)
+}
+
+// MesosClient is an HTTP client for direct calls to the stack's agents and
+// masters: it sends MesosCredential (nothing when nil) on every request,
+// redirects to the leading master included, and gives up on a call after
+// timeout. Each call returns a new Client, so a caller may set its
+// CheckRedirect; they share http.DefaultTransport's connections.
+func (e *Env) MesosClient(timeout time.Duration) *http.Client {
+	return &http.Client{Timeout: timeout, Transport: e.MesosCredential.Wrap(http.DefaultTransport)}
 }
 
 // Kubectl runs the stack's kubectl with the admin kubeconfig and returns its

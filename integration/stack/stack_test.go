@@ -3,6 +3,8 @@ package stack
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +12,8 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/vk-titus/vk-titus/legacy/mesosauth"
 )
 
 func TestLoadParsesEnv(t *testing.T) {
@@ -51,6 +55,65 @@ func TestLoadParsesEnv(t *testing.T) {
 	t.Setenv("VK_TITUS_STACK_ENV", filepath.Join(dir, "missing"))
 	if _, err := Load(); !errors.Is(err, ErrNotUp) {
 		t.Fatalf("Load of a missing env: err = %v, want ErrNotUp", err)
+	}
+}
+
+// writeEnv writes an env file of the given lines, the keys fromVars
+// requires included, and points Load at it.
+func writeEnv(t *testing.T, lines ...string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "env")
+	base := []string{"REPO_ROOT=/r", "KUBECONFIG=/r/.local/admin.kubeconfig", "KUBECTL=/cache/kubectl", "NODE_NAME=agent-0"}
+	if err := os.WriteFile(path, []byte(strings.Join(append(base, lines...), "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("VK_TITUS_STACK_ENV", path)
+}
+
+func TestLoadMesosCredential(t *testing.T) {
+	cred := filepath.Join(t.TempDir(), "vk-titus.cred")
+	if err := os.WriteFile(cred, []byte(`{"principal": "vk-titus", "secret": "s3cret"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	writeEnv(t, "MESOS_AUTH=1", "MESOS_CREDENTIALS="+cred)
+	e, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !e.MesosAuth || e.MesosCredential == nil || e.MesosCredential.Principal != "vk-titus" {
+		t.Fatalf("MesosAuth %v, MesosCredential %v", e.MesosAuth, e.MesosCredential)
+	}
+
+	var gotUser, gotPass string
+	var gotOK bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotUser, gotPass, gotOK = r.BasicAuth()
+	}))
+	defer srv.Close()
+	res, err := e.MesosClient(10*time.Second).Post(srv.URL+"/api/v1", "application/json", strings.NewReader(`{"type":"GET_AGENT"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if !gotOK || gotUser != "vk-titus" || gotPass != "s3cret" {
+		t.Fatalf("MesosClient sent Basic %v %q:%q, want vk-titus's credential", gotOK, gotUser, gotPass)
+	}
+
+	writeEnv(t, "MESOS_AUTH=0")
+	if e, err = Load(); err != nil || e.MesosAuth || e.MesosCredential != nil {
+		t.Fatalf("without auth: %+v, %v", e, err)
+	}
+	if _, err := e.MesosClient(10 * time.Second).Get(srv.URL); err != nil || gotOK {
+		t.Fatalf("without a credential the client sent Basic %v (err %v)", gotOK, err)
+	}
+
+	writeEnv(t, "MESOS_AUTH=1", "MESOS_CREDENTIALS="+filepath.Join(t.TempDir(), "missing"))
+	if _, err := Load(); !errors.Is(err, mesosauth.ErrBadCredentials) {
+		t.Fatalf("missing credential file: err = %v, want ErrBadCredentials", err)
+	}
+	writeEnv(t, "MESOS_AUTH=1")
+	if _, err := Load(); err == nil || !strings.Contains(err.Error(), "MESOS_CREDENTIALS") {
+		t.Fatalf("MESOS_AUTH=1 without MESOS_CREDENTIALS: err = %v", err)
 	}
 }
 

@@ -46,13 +46,27 @@ type jobTable struct {
 	// Placed tasks whose placement is not stored yet: launched only once it
 	// is, so a new leader never finds a task running that its records lack.
 	toLaunch []launchAction
+	// changes names every job and task whose view changed, for the change
+	// feed (jobs_feed.go); one per leadership, as its readers are.
+	changes *legacyapi.ChangeLog
 }
+
+// feedLog is how many changes the feed keeps for a reader that is behind.
+const feedLog = 1 << 16
 
 func newJobTable() *jobTable {
 	return &jobTable{
 		jobs: map[string]*job{}, tasks: map[TaskID]*jobTask{},
 		dirtyJobs: map[*job]struct{}{}, dirtyTasks: map[*jobTask]struct{}{},
+		changes: legacyapi.NewChangeLog(feedLog),
 	}
+}
+
+// jobChanged and taskChanged tell the change feed that a view changed.
+func (tbl *jobTable) jobChanged(j *job) { tbl.changes.Add(legacyapi.ChangeKey{ID: j.id}) }
+
+func (tbl *jobTable) taskChanged(jt *jobTask) {
+	tbl.changes.Add(legacyapi.ChangeKey{Task: true, ID: string(jt.id)})
 }
 
 type job struct {
@@ -79,6 +93,9 @@ type jobTask struct {
 	agentID, agentHost, endpoint string
 	history                      []legacyapi.TaskStatus
 	exitCode                     *int32
+	// attributes are the task's, as UpdateTask sets them; replaced, never
+	// changed in place (views share the map).
+	attributes map[string]string
 	// attempt (batch) is which try of its index this task is, from 1: the
 	// retry count survives the pruning of earlier tries (gc.go).
 	attempt int
@@ -145,14 +162,17 @@ func (jt *jobTask) placed() bool { return jt.agentID != "" }
 func (tbl *jobTable) add(j *job) {
 	tbl.jobs[j.id] = j
 	tbl.order = append(tbl.order, j)
+	tbl.jobChanged(j)
 	for _, jt := range j.tasks {
 		tbl.tasks[jt.id] = jt
+		tbl.taskChanged(jt)
 	}
 }
 
 func (tbl *jobTable) setJobState(j *job, state, code, msg string, at time.Time) {
 	j.history = append(j.history, legacyapi.JobStatus{State: state, ReasonCode: code, ReasonMessage: msg, Timestamp: millis(at)})
 	tbl.dirtyJobs[j] = struct{}{}
+	tbl.jobChanged(j)
 }
 
 // newJob is a job as CreateJob accepts it: Accepted, no tasks yet (the job
@@ -184,6 +204,7 @@ func (m *Master) newTaskLocked(j *job, index int, resubmitOf TaskID, notBefore, 
 	j.tasks = append(j.tasks, jt)
 	m.jobs.tasks[id] = jt
 	m.jobs.dirtyTasks[jt] = struct{}{}
+	m.jobs.taskChanged(jt)
 	return jt
 }
 
@@ -240,6 +261,7 @@ func (m *Master) recordLocked(jt *jobTask, s mesos.TaskState, msg string, exit *
 		m.jobs.markDirtyLocked(jt)
 	}
 	jt.history = append(jt.history, st)
+	m.jobs.taskChanged(jt)
 }
 
 func (j *job) view() legacyapi.Job {
@@ -266,7 +288,7 @@ func (jt *jobTask) view() legacyapi.Task {
 	}
 	return legacyapi.Task{
 		ID: string(jt.id), JobID: jt.job.id, TaskContext: ctx,
-		Status: jt.status(), StatusHistory: slices.Clone(jt.history),
+		Status: jt.status(), StatusHistory: slices.Clone(jt.history), Attributes: jt.attributes,
 	}
 }
 

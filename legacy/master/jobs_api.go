@@ -99,58 +99,39 @@ func (m *Master) changeJob(id string, f func(tbl *jobTable, j *job) error) error
 	return nil
 }
 
-func serviceOnly(j *job, what string) error {
-	if j.batch() {
-		return fmt.Errorf("job %s is a batch job; %s applies to service jobs: %w", j.id, what, legacyapi.ErrConflict)
-	}
-	return nil
-}
-
+// acceptedOnly refuses a change to a job on its way out.
 func acceptedOnly(j *job) error {
 	if s := j.state(); s != legacyapi.JobAccepted {
-		return fmt.Errorf("job %s is %s: %w", j.id, s, legacyapi.ErrConflict)
+		return legacyapi.Terminating("job", j.id, s)
 	}
 	return nil
 }
 
-// setService replaces j's service spec (never changed in place: views
-// share it) and marks j for storing.
-func (tbl *jobTable) setService(j *job, f func(*legacyapi.ServiceJobSpec)) {
-	s := *j.desc.Service
-	c := *s.Capacity
-	s.Capacity = &c
-	f(&s)
-	j.desc.Service = &s
+// setDescriptor replaces j's descriptor (never changed in place: views
+// share it) and marks j for storing and for the change feed.
+func (tbl *jobTable) setDescriptor(j *job, d legacyapi.JobDescriptor) {
+	j.desc = d
 	tbl.dirtyJobs[j] = struct{}{}
+	tbl.jobChanged(j)
 }
 
-// UpdateCapacity implements legacyapi.Backend.
-func (a jobAPI) UpdateCapacity(ctx context.Context, id string, c legacyapi.Capacity) error {
+// UpdateJob implements legacyapi.Backend. A smaller desired size kills
+// the newest tasks beyond it, stored with the new capacity.
+func (a jobAPI) UpdateJob(ctx context.Context, id string, u legacyapi.JobUpdate) error {
 	return a.m.changeJob(id, func(tbl *jobTable, j *job) error {
-		if err := serviceOnly(j, "capacity"); err != nil {
+		d := j.desc
+		if err := u.Apply(id, &d); err != nil {
 			return err
 		}
 		if err := acceptedOnly(j); err != nil {
 			return err
 		}
-		tbl.setService(j, func(s *legacyapi.ServiceJobSpec) { *s.Capacity = c })
-		a.m.scaleDownLocked(j, time.Now()) // stored with the capacity
-		a.m.log.WithFields(logrus.Fields{"job": id, "min": c.Min, "desired": c.Desired, "max": c.Max}).Info("job capacity changed")
-		return nil
-	})
-}
-
-// SetEnabled implements legacyapi.Backend: the flag is recorded; with no
-// autoscaling here it changes nothing else.
-func (a jobAPI) SetEnabled(ctx context.Context, id string, enabled bool) error {
-	return a.m.changeJob(id, func(tbl *jobTable, j *job) error {
-		if err := serviceOnly(j, "enable/disable"); err != nil {
-			return err
+		tbl.setDescriptor(j, d)
+		if u.Capacity != nil {
+			a.m.scaleDownLocked(j, time.Now())
+			c := d.Service.Capacity
+			a.m.log.WithFields(logrus.Fields{"job": id, "min": c.Min, "desired": c.Desired, "max": c.Max}).Info("job capacity changed")
 		}
-		if err := acceptedOnly(j); err != nil {
-			return err
-		}
-		tbl.setService(j, func(s *legacyapi.ServiceJobSpec) { s.Enabled = enabled })
 		return nil
 	})
 }
@@ -168,13 +149,15 @@ func (a jobAPI) KillJob(ctx context.Context, id string) error {
 	})
 }
 
-// KillTask implements legacyapi.Backend. Killing an ended task is a no-op.
-// The kill (and a shrink's capacity) is stored before the call answers,
-// 503 if it could not be; SIGTERM follows at once when the task runs
-// (else the job loop sends it once the launch is through), and the job
-// loop escalates to SIGKILL after the grace. Repeating the call stores
-// what is not stored yet and changes nothing else.
-func (a jobAPI) KillTask(ctx context.Context, id string, shrink bool) error {
+// KillTask implements legacyapi.Backend. A task that has ended, or whose
+// kill is stored already, is NotFound (the Backend contract); a kill
+// accepted but not stored yet is stored again, so that a caller who got
+// 503 can repeat the call until it sticks. The kill (and a shrink's
+// capacity) is stored before the call answers, 503 if it could not be;
+// SIGTERM follows at once when the task runs (else the job loop sends it
+// once the launch is through), and the job loop escalates to SIGKILL
+// after the grace.
+func (a jobAPI) KillTask(ctx context.Context, id string, k legacyapi.TaskKill) error {
 	m := a.m
 	m.mu.Lock()
 	tbl, err := m.jobsLocked()
@@ -183,32 +166,26 @@ func (a jobAPI) KillTask(ctx context.Context, id string, shrink bool) error {
 		return err
 	}
 	jt := tbl.tasks[TaskID(id)]
-	if jt == nil {
+	switch {
+	case jt == nil:
 		m.mu.Unlock()
 		return legacyapi.NotFound("task", id)
-	}
-	if jt.ended() && jt.kill == nil {
+	case jt.ended() || (jt.kill != nil && jt.killStored):
 		m.mu.Unlock()
-		return nil
+		return fmt.Errorf("task %s has ended or is being killed: %w", id, legacyapi.ErrNotFound)
 	}
 	j := jt.job
 	if jt.kill == nil {
 		msg := "killed by request"
-		if shrink {
-			if err := serviceOnly(j, "shrink"); err != nil {
+		if k.Shrink {
+			if err := a.shrinkLocked(tbl, j, k.PreventMinSizeUpdate); err != nil {
 				m.mu.Unlock()
 				return err
 			}
-			c := *j.desc.Service.Capacity
-			if c.Desired == 0 || c.Desired-1 < c.Min {
-				m.mu.Unlock()
-				return fmt.Errorf("job %s: shrinking to %d tasks would go below its minimum of %d: %w", j.id, int(c.Desired)-1, c.Min, legacyapi.ErrConflict)
-			}
-			tbl.setService(j, func(s *legacyapi.ServiceJobSpec) { s.Capacity.Desired-- })
-			msg = fmt.Sprintf("killed by request, shrinking the job to %d tasks", c.Desired-1)
+			msg = fmt.Sprintf("killed by request, shrinking the job to %d tasks", j.desc.Service.Capacity.Desired)
 		}
 		m.setKillLocked(jt, reasonKilled, msg, time.Now())
-		m.log.WithFields(logrus.Fields{"job": j.id, "task": id, "agent": jt.agentID, "shrink": shrink}).Debug("task kill requested")
+		m.log.WithFields(logrus.Fields{"job": j.id, "task": id, "agent": jt.agentID, "shrink": k.Shrink}).Debug("task kill requested")
 	}
 	m.mu.Unlock()
 	m.kickJobs()
@@ -223,6 +200,58 @@ func (a jobAPI) KillTask(ctx context.Context, id string, shrink bool) error {
 		m.sendSignal(ctx, s) // a failure is the job loop's to retry
 	}
 	return nil
+}
+
+// shrinkLocked lowers a service job's desired size for a kill with shrink.
+func (a jobAPI) shrinkLocked(tbl *jobTable, j *job, preventMinSizeUpdate bool) error {
+	if j.batch() {
+		return fmt.Errorf("job %s is a batch job; shrink applies to service jobs: %w", j.id, legacyapi.ErrInvalid)
+	}
+	if err := acceptedOnly(j); err != nil {
+		return err
+	}
+	c, err := legacyapi.Shrink(j.id, *j.desc.Service.Capacity, preventMinSizeUpdate)
+	if err != nil {
+		return err
+	}
+	d := j.desc
+	s := *d.Service
+	s.Capacity = &c
+	d.Service = &s
+	tbl.setDescriptor(j, d)
+	return nil
+}
+
+// UpdateTask implements legacyapi.Backend; the attributes are stored
+// before the call answers.
+func (a jobAPI) UpdateTask(ctx context.Context, id string, u legacyapi.TaskUpdate) error {
+	m := a.m
+	m.mu.Lock()
+	tbl, err := m.jobsLocked()
+	if err != nil {
+		m.mu.Unlock()
+		return err
+	}
+	jt := tbl.tasks[TaskID(id)]
+	if jt == nil {
+		m.mu.Unlock()
+		return legacyapi.NotFound("task", id)
+	}
+	jt.attributes = u.Apply(jt.attributes)
+	tbl.markDirtyLocked(jt)
+	tbl.taskChanged(jt)
+	m.mu.Unlock()
+	if err := m.flushJobs(); err != nil {
+		return fmt.Errorf("task %s: %w: attributes changed but not stored yet (the master keeps trying): %v", id, legacyapi.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// MoveTask implements legacyapi.Backend: not here. A task's record lives
+// under its job's in the store and its placement under its job's spec;
+// moving it is not worth its failure modes for a platform being left.
+func (a jobAPI) MoveTask(ctx context.Context, mv legacyapi.TaskMove) error {
+	return fmt.Errorf("task %s: moving a task between jobs is not supported by the legacy master: %w", mv.TaskID, legacyapi.ErrUnimplemented)
 }
 
 // GetJob implements legacyapi.Backend.
@@ -261,7 +290,14 @@ func (a jobAPI) FindJobs(ctx context.Context, q legacyapi.JobQuery) (legacyapi.J
 	}
 	all := make([]legacyapi.Job, 0, len(tbl.order))
 	for _, j := range tbl.order {
-		if v := j.view(); legacyapi.MatchJob(q, v) {
+		tasks := func() []legacyapi.Task {
+			out := make([]legacyapi.Task, len(j.tasks))
+			for i, jt := range j.tasks {
+				out[i] = jt.pageView()
+			}
+			return out
+		}
+		if v := j.view(); legacyapi.MatchJob(q.Criteria, v, tasks) {
 			all = append(all, v)
 		}
 	}
@@ -280,9 +316,12 @@ func (a jobAPI) FindTasks(ctx context.Context, q legacyapi.TaskQuery) (legacyapi
 	}
 	all := make([]legacyapi.Task, 0, len(tbl.tasks))
 	for _, j := range tbl.order {
-		app := j.desc.ApplicationName
+		var jv legacyapi.Job
+		if q.HasJobFieldCriteria() {
+			jv = j.view()
+		}
 		for _, jt := range j.tasks {
-			if v := jt.pageView(); legacyapi.MatchTask(q, v, app) {
+			if v := jt.pageView(); legacyapi.MatchTask(q.Criteria, v, jv) {
 				all = append(all, v)
 			}
 		}

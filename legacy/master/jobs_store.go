@@ -25,14 +25,15 @@ import (
 //	                           placement, the statuses so far, the exit
 //	                           code, the kill (reason, time, grace) when the
 //	                           job layer kills it, containerRemoved once the
-//	                           agent freed the container
+//	                           agent freed the container, the attributes
 //
 // A batch index's retry count is the attempt of its latest task record
 // (older records counted by position: tries may be pruned, gc.go). A job
 // record is written on every change of the job; a task record when the
 // task is created, placed (before it is launched), ordered killed (before
-// any signal is sent or the kill is acknowledged), ended and removed, not
-// on the states in between, which a new leader learns from the agents.
+// any signal is sent or the kill is acknowledged), ended and removed, and
+// when its attributes change, not on the states in between, which a new
+// leader learns from the agents.
 // Pruning (gc.go) deletes a task's znode, or a job's with all its
 // children, in the same fenced multi-ops.
 //
@@ -69,6 +70,8 @@ type taskRecord struct {
 	Kill *killRecord `json:"kill,omitempty"`
 	// ContainerRemoved: REMOVE_CONTAINER succeeded (or found nothing).
 	ContainerRemoved bool `json:"containerRemoved,omitempty"`
+	// Attributes: the task's, set through the job API.
+	Attributes map[string]string `json:"attributes,omitempty"`
 }
 
 type killRecord struct {
@@ -86,7 +89,7 @@ func (jt *jobTask) record() taskRecord {
 	r := taskRecord{
 		ID: jt.id, Index: jt.index, ResubmitOf: jt.resubmitOf, AgentID: jt.agentID, AgentHost: jt.agentHost,
 		Endpoint: jt.endpoint, ExitCode: jt.exitCode, StatusHistory: jt.history,
-		Attempt: jt.attempt, ContainerRemoved: jt.removed,
+		Attempt: jt.attempt, ContainerRemoved: jt.removed, Attributes: jt.attributes,
 	}
 	if jt.kill != nil {
 		r.Kill = &killRecord{ReasonCode: jt.kill.code, ReasonMessage: jt.kill.msg, At: millis(jt.killAt), GraceMs: legacyapi.U64(jt.killGrace.Milliseconds())}
@@ -112,7 +115,7 @@ func (sj storedJob) job() *job {
 		jt := &jobTask{
 			id: r.ID, job: j, index: r.Index, resubmitOf: r.ResubmitOf, agentID: r.AgentID, agentHost: r.AgentHost,
 			endpoint: r.Endpoint, exitCode: r.ExitCode, history: r.StatusHistory, stored: true,
-			attempt: r.Attempt, removed: r.ContainerRemoved,
+			attempt: r.Attempt, removed: r.ContainerRemoved, attributes: r.Attributes,
 		}
 		jt.endStored = jt.ended()
 		if k := r.Kill; k != nil {

@@ -20,8 +20,23 @@ import (
 // every wait polls.
 const jobWait = 60 * time.Second
 
-func jobClient(url string) *legacyapi.Client {
-	return legacyapi.NewClient(legacyapi.StaticBase(url), nil)
+// jobsClient is the job API over HTTP with the shorthands the tests use.
+type jobsClient struct{ *legacyapi.Client }
+
+func jobClient(url string) jobsClient {
+	return jobsClient{legacyapi.NewClient(legacyapi.StaticBase(url), &http.Client{Timeout: jobWait}, &http.Client{})}
+}
+
+func (c jobsClient) UpdateCapacity(ctx context.Context, id string, cp legacyapi.Capacity) error {
+	return c.UpdateJob(ctx, id, legacyapi.JobUpdate{Capacity: legacyapi.FullCapacity(cp)})
+}
+
+func (c jobsClient) SetEnabled(ctx context.Context, id string, on bool) error {
+	return c.UpdateJob(ctx, id, legacyapi.JobUpdate{Enabled: &on})
+}
+
+func (c jobsClient) KillTask(ctx context.Context, id string, shrink bool) error {
+	return c.Client.KillTask(ctx, id, legacyapi.TaskKill{Shrink: shrink})
 }
 
 // shJob is a batch job of size tasks running script with /bin/sh -c as
@@ -59,7 +74,7 @@ func serviceJob(app string, min, desired, max int) legacyapi.JobDescriptor {
 
 // readyJobs waits for the master behind c to lead with its job records
 // loaded, and returns c.
-func readyJobs(t *testing.T, c *legacyapi.Client) *legacyapi.Client {
+func readyJobs(t *testing.T, c jobsClient) jobsClient {
 	t.Helper()
 	eventually(t, jobWait, "the job API", func() bool {
 		_, err := c.FindJobs(context.Background(), legacyapi.JobQuery{})
@@ -68,7 +83,7 @@ func readyJobs(t *testing.T, c *legacyapi.Client) *legacyapi.Client {
 	return c
 }
 
-func createJob(t *testing.T, c *legacyapi.Client, d legacyapi.JobDescriptor) string {
+func createJob(t *testing.T, c jobsClient, d legacyapi.JobDescriptor) string {
 	t.Helper()
 	id, err := c.CreateJob(context.Background(), d)
 	if err != nil {
@@ -80,8 +95,8 @@ func createJob(t *testing.T, c *legacyapi.Client, d legacyapi.JobDescriptor) str
 	return id
 }
 
-func jobTasks(c *legacyapi.Client, jobID string) []legacyapi.Task {
-	res, err := c.FindTasks(context.Background(), legacyapi.TaskQuery{JobIDs: []string{jobID}, Page: legacyapi.Page{PageSize: legacyapi.MaxPageSize}})
+func jobTasks(c jobsClient, jobID string) []legacyapi.Task {
+	res, err := c.FindTasks(context.Background(), legacyapi.TaskQuery{Criteria: legacyapi.Criteria{JobIDs: []string{jobID}}, Page: legacyapi.Page{PageSize: legacyapi.MaxPageSize}})
 	if err != nil {
 		return nil
 	}
@@ -90,7 +105,7 @@ func jobTasks(c *legacyapi.Client, jobID string) []legacyapi.Task {
 
 // waitJob waits for the job to reach state; calls may fail meanwhile (a
 // leader changing), so errors only count as "not yet".
-func waitJob(t *testing.T, c *legacyapi.Client, id, state string) legacyapi.Job {
+func waitJob(t *testing.T, c jobsClient, id, state string) legacyapi.Job {
 	t.Helper()
 	var j legacyapi.Job
 	eventually(t, jobWait, "job "+id+" "+state, func() bool {
@@ -102,7 +117,7 @@ func waitJob(t *testing.T, c *legacyapi.Client, id, state string) legacyapi.Job 
 }
 
 // waitTasks waits until the job has n tasks in state and returns them all.
-func waitTasks(t *testing.T, c *legacyapi.Client, jobID, state string, n int) []legacyapi.Task {
+func waitTasks(t *testing.T, c jobsClient, jobID, state string, n int) []legacyapi.Task {
 	t.Helper()
 	var ts []legacyapi.Task
 	eventually(t, jobWait, "job "+jobID+": tasks "+state, func() bool {
@@ -246,7 +261,7 @@ func TestJobAPIBatch(t *testing.T) {
 				t.Fatalf("walked %v, want the order of %d tasks", walked, len(all.Items))
 			}
 		}
-		jobs, err := c.FindJobs(ctx, legacyapi.JobQuery{JobType: "batch", JobState: legacyapi.JobFinished})
+		jobs, err := c.FindJobs(ctx, legacyapi.JobQuery{Criteria: legacyapi.Criteria{JobType: "batch", JobState: legacyapi.JobFinished}})
 		if err != nil || len(jobs.Items) != 4 {
 			t.Fatalf("finished batch jobs: %d, %v", len(jobs.Items), err)
 		}
@@ -264,13 +279,13 @@ func TestJobAPIBatch(t *testing.T) {
 				t.Errorf("%s: %v, want 404", what, err)
 			}
 		}
-		jobs, err := c.FindJobs(ctx, legacyapi.JobQuery{JobType: "batch"})
+		jobs, err := c.FindJobs(ctx, legacyapi.JobQuery{Criteria: legacyapi.Criteria{JobType: "batch"}})
 		if err != nil || len(jobs.Items) == 0 {
 			t.Fatalf("batch jobs: %+v, %v", jobs, err)
 		}
 		id := jobs.Items[0].ID
-		if err := c.UpdateCapacity(ctx, id, legacyapi.Capacity{Desired: 1, Max: 1}); !errors.Is(err, legacyapi.ErrConflict) {
-			t.Fatalf("UpdateCapacity of a batch job: %v, want 409", err)
+		if err := c.UpdateCapacity(ctx, id, legacyapi.Capacity{Desired: 1, Max: 1}); !errors.Is(err, legacyapi.ErrInvalid) {
+			t.Fatalf("UpdateCapacity of a batch job: %v, want 400", err)
 		}
 		if err := c.KillJob(ctx, id); err != nil { // a finished job: no-op
 			t.Fatalf("KillJob of a finished job: %v", err)
@@ -299,6 +314,9 @@ func TestJobAPIService(t *testing.T) {
 	victim := inState(ts, legacyapi.TaskStarted)[0].ID
 	if err := c.KillTask(ctx, victim, true); err != nil {
 		t.Fatal(err)
+	}
+	if err := c.KillTask(ctx, victim, true); !errors.Is(err, legacyapi.ErrNotFound) {
+		t.Fatalf("a second kill of %s: %v, want 404", victim, err)
 	}
 	ts = waitTasks(t, c, id, legacyapi.TaskStarted, 2)
 	eventually(t, jobWait, "the shrunk task Finished", func() bool {
@@ -344,8 +362,33 @@ func TestJobAPIService(t *testing.T) {
 		}
 		return false
 	})
-	if err := c.KillTask(ctx, inState(ts, legacyapi.TaskStarted)[0].ID, true); !errors.Is(err, legacyapi.ErrConflict) {
-		t.Fatalf("shrink below min: %v, want 409", err)
+	last := inState(ts, legacyapi.TaskStarted)[0].ID
+	if err := c.Client.KillTask(ctx, last, legacyapi.TaskKill{Shrink: true, PreventMinSizeUpdate: true}); !errors.Is(err, legacyapi.ErrConflict) {
+		t.Fatalf("shrink below min, preventMinSizeUpdate: %v, want 409", err)
+	}
+
+	// Attributes of the job and of a task, stored with them.
+	if err := c.UpdateJob(ctx, id, legacyapi.JobUpdate{Attributes: map[string]string{"source": "spinnaker", "name": "web"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.UpdateJob(ctx, id, legacyapi.JobUpdate{DeleteAttributes: []string{"name"}}); err != nil {
+		t.Fatal(err)
+	}
+	if j, _ := c.GetJob(ctx, id); j.JobDescriptor.Attributes["source"] != "spinnaker" || j.JobDescriptor.Attributes["name"] != "" {
+		t.Fatalf("job attributes %v", j.JobDescriptor.Attributes)
+	}
+	if err := c.UpdateTask(ctx, last, legacyapi.TaskUpdate{Attributes: map[string]string{"k": "v"}}); err != nil {
+		t.Fatal(err)
+	}
+	if task, _ := c.GetTask(ctx, last); task.Attributes["k"] != "v" {
+		t.Fatalf("task attributes %v", task.Attributes)
+	}
+	found, err := c.FindJobs(ctx, legacyapi.JobQuery{Criteria: legacyapi.Criteria{Attributes: map[string][]string{"source": {"spinnaker"}}}})
+	if err != nil || len(found.Items) != 1 || found.Items[0].ID != id {
+		t.Fatalf("jobs with attribute source=spinnaker: %+v, %v", found.Items, err)
+	}
+	if err := c.MoveTask(ctx, legacyapi.TaskMove{SourceJobID: id, TargetJobID: "legacy-job-other", TaskID: last}); !errors.Is(err, legacyapi.ErrUnimplemented) {
+		t.Fatalf("MoveTask: %v, want 501", err)
 	}
 
 	// KillJob: every task killed, then the job Finished.
@@ -361,8 +404,8 @@ func TestJobAPIService(t *testing.T) {
 			t.Fatalf("task %s after KillJob: %+v", task.ID, task.Status)
 		}
 	}
-	if err := c.UpdateCapacity(ctx, id, legacyapi.Capacity{Min: 1, Desired: 2, Max: 5}); !errors.Is(err, legacyapi.ErrConflict) {
-		t.Fatalf("resizing a finished job: %v, want 409", err)
+	if err := c.UpdateCapacity(ctx, id, legacyapi.Capacity{Min: 1, Desired: 2, Max: 5}); !errors.Is(err, legacyapi.ErrTerminating) {
+		t.Fatalf("resizing a finished job: %v, want 412", err)
 	}
 }
 
@@ -534,5 +577,85 @@ func TestRetryDelay(t *testing.T) {
 		if got := retryDelay(c.p, c.n); got != c.want {
 			t.Errorf("retryDelay(%+v, %d) = %v, want %v", c.p, c.n, got, c.want)
 		}
+	}
+}
+
+// TestJobFeed follows the change feed over HTTP: the snapshot holds the
+// active jobs and tasks, then every change comes as it happens, up to the
+// job's end; a new leadership ends the feed.
+func TestJobFeed(t *testing.T) {
+	m := startMaster(t, "m", "") // standalone: jobs in memory
+	startAgent(t, "agent-0", m.url, "cpus:2;mem:1024")
+	eventually(t, jobWait, "agent registered", func() bool { return len(m.Agents()) == 1 })
+	c := readyJobs(t, jobClient(m.url))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	before := createJob(t, c, serviceJob("before", 0, 1, 1))
+	waitTasks(t, c, before, legacyapi.TaskStarted, 1)
+
+	changes := make(chan legacyapi.Change, 1024)
+	ended := make(chan error, 1)
+	go func() {
+		ended <- c.Observe(ctx, func(ch legacyapi.Change) error {
+			select {
+			case changes <- ch:
+				return nil
+			default:
+				return errors.New("test reader full")
+			}
+		})
+	}()
+	next := func(what string, ok func(legacyapi.Change) bool) {
+		t.Helper()
+		timeout := time.After(jobWait)
+		for {
+			select {
+			case ch := <-changes:
+				if ok(ch) {
+					return
+				}
+			case err := <-ended:
+				t.Fatalf("feed ended waiting for %s: %v", what, err)
+			case <-timeout:
+				t.Fatalf("no %s in the feed", what)
+			}
+		}
+	}
+	snapJob, snapTask := false, false
+	next("the snapshot end", func(ch legacyapi.Change) bool {
+		snapJob = snapJob || (ch.Job != nil && ch.Job.ID == before)
+		snapTask = snapTask || (ch.Task != nil && ch.Task.JobID == before && ch.Task.Status.State == legacyapi.TaskStarted)
+		return ch.SnapshotEnd
+	})
+	if !snapJob || !snapTask {
+		t.Fatalf("snapshot: job %v, its Started task %v", snapJob, snapTask)
+	}
+
+	id := createJob(t, c, shJob("feed", 1, 0, "sleep 1"))
+	next("the new job", func(ch legacyapi.Change) bool { return ch.Job != nil && ch.Job.ID == id })
+	next("its task Started", func(ch legacyapi.Change) bool {
+		return ch.Task != nil && ch.Task.JobID == id && ch.Task.Status.State == legacyapi.TaskStarted
+	})
+	next("its task Finished", func(ch legacyapi.Change) bool {
+		return ch.Task != nil && ch.Task.JobID == id && ch.Task.Status.State == legacyapi.TaskFinished
+	})
+	next("the job Finished", func(ch legacyapi.Change) bool {
+		return ch.Job != nil && ch.Job.ID == id && ch.Job.Status.State == legacyapi.JobFinished
+	})
+	if err := c.UpdateJob(ctx, before, legacyapi.JobUpdate{Attributes: map[string]string{"a": "b"}}); err != nil {
+		t.Fatal(err)
+	}
+	next("the attribute change", func(ch legacyapi.Change) bool {
+		return ch.Job != nil && ch.Job.ID == before && ch.Job.JobDescriptor.Attributes["a"] == "b"
+	})
+
+	m.setLeading(false) // as a deposed master: the feed must end
+	select {
+	case err := <-ended:
+		if !errors.Is(err, legacyapi.ErrUnavailable) {
+			t.Fatalf("feed after the leadership: %v", err)
+		}
+	case <-time.After(jobWait):
+		t.Fatal("the feed outlived the leadership")
 	}
 }
