@@ -10,12 +10,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -345,4 +347,169 @@ func TestFleetStatus(t *testing.T) {
 			t.Errorf("fleet status lacks %s:\n%s", r, out)
 		}
 	}
+}
+
+// A replica cut off from the API server (its kubeconfig points at a proxy
+// the test then blocks) fences its nodes: it gives them up (owned 0, a
+// "lost" handover) while the others take them over, and no pod is
+// relaunched.
+func TestReplicaPartitioned(t *testing.T) {
+	waitBalanced(t, replicas, 3*time.Minute)
+	victim := replicas[len(replicas)-1]
+	p := newProxy(t, strings.TrimPrefix(env.Vars["APISERVER"], "https://"))
+	kc := proxiedKubeconfig(t, p.addr())
+	if err := env.Stop(victim); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.StartWithArgs(victim, "--kubeconfig", kc); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.block(false)
+		_ = env.Stop(victim)
+		if err := env.Start(victim); err != nil {
+			t.Errorf("restarting %s: %v", victim, err)
+		}
+		waitBalanced(t, replicas, 3*time.Minute)
+	})
+	waitBalanced(t, replicas, 3*time.Minute)
+	own := owners(t, time.Minute, liveSet(replicas...))
+	var held []string
+	for n, o := range own {
+		if o == victim {
+			held = append(held, n)
+		}
+	}
+	if len(held) == 0 {
+		t.Fatalf("%s holds no node to lose: %v", victim, own)
+	}
+	tokens := map[string]string{}
+	procs := map[string][]int{}
+	for i, n := range held {
+		pod, tok := podOn(t, fmt.Sprintf("part-%d", i), n)
+		tokens[pod.Name] = tok
+	}
+	for pod, tok := range tokens {
+		waitRunning(t, pod, 2*time.Minute)
+		procs[pod] = pids(tok)
+	}
+	start := time.Now()
+	p.block(true)
+	rest := except(victim)
+	after := owners(t, 3*time.Minute, liveSet(rest...))
+	t.Logf("partition: %d nodes of %s owned by others and Ready %s after the cut", len(held), victim, time.Since(start).Round(100*time.Millisecond))
+	balanced(t, after, rest)
+	if got := metric(t, victim, "vktitus_owned_nodes"); got != 0 {
+		t.Errorf("%s still owns %v nodes while cut off", victim, got)
+	}
+	if got := metric(t, victim, `vktitus_handovers_total{kind="lost"}`); got < float64(len(held)) {
+		t.Errorf("%s reports %v lost nodes, want at least %d", victim, got, len(held))
+	}
+	for pod, was := range procs {
+		if now := pids(tokens[pod]); fmt.Sprint(now) != fmt.Sprint(was) {
+			t.Errorf("pod %s: processes %v before, %v after the partition", pod, was, now)
+		}
+	}
+	for pod := range tokens {
+		_ = client.CoreV1().Pods(ns).Delete(context.Background(), pod, metav1.DeleteOptions{})
+	}
+}
+
+// metric reads one sample of a replica's metrics (0 when absent).
+func metric(t *testing.T, replica, name string) float64 {
+	t.Helper()
+	res, err := http.Get(env.Vars["VK_METRICS_"+strings.TrimPrefix(replica, "vk-titus-")] + "/metrics")
+	if err != nil {
+		t.Fatalf("metrics of %s: %v", replica, err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, name+" ") {
+			v, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimPrefix(line, name)), 64)
+			return v
+		}
+	}
+	return 0
+}
+
+// proxy forwards TCP to the API server until blocked: then it drops every
+// connection and refuses new ones, as a network partition would.
+type proxy struct {
+	ln      net.Listener
+	target  string
+	mu      sync.Mutex
+	blocked bool
+	conns   map[net.Conn]bool
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{ln: ln, target: target, conns: map[net.Conn]bool{}}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go p.serve(c)
+		}
+	}()
+	return p
+}
+
+func (p *proxy) addr() string { return p.ln.Addr().String() }
+
+func (p *proxy) serve(c net.Conn) {
+	p.mu.Lock()
+	if p.blocked {
+		p.mu.Unlock()
+		c.Close()
+		return
+	}
+	p.mu.Unlock()
+	up, err := net.Dial("tcp", p.target)
+	if err != nil {
+		c.Close()
+		return
+	}
+	p.mu.Lock()
+	p.conns[c], p.conns[up] = true, true
+	p.mu.Unlock()
+	go func() { _, _ = io.Copy(up, c); up.Close() }()
+	_, _ = io.Copy(c, up)
+	c.Close()
+}
+
+func (p *proxy) block(b bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.blocked = b
+	if b {
+		for c := range p.conns {
+			c.Close()
+		}
+		p.conns = map[net.Conn]bool{}
+	}
+}
+
+// proxiedKubeconfig is the bridge's kubeconfig with the server replaced by
+// the proxy's address (the API server's certificate names 127.0.0.1).
+func proxiedKubeconfig(t *testing.T, addr string) string {
+	t.Helper()
+	b, err := os.ReadFile(env.StackRoot + "/vk-titus.kubeconfig")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := strings.ReplaceAll(string(b), strings.TrimRight(env.Vars["APISERVER"], "/"), "https://"+addr)
+	path := t.TempDir() + "/vk-titus.kubeconfig"
+	if err := os.WriteFile(path, []byte(out), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
