@@ -47,9 +47,21 @@ func TestNodeRegistersReady(t *testing.T) {
 	if got := n.Status.Capacity.Memory().Value(); got != 16384<<20 {
 		t.Errorf("memory capacity %d, want %d", got, int64(16384<<20))
 	}
-	if n.Status.DaemonEndpoints.KubeletEndpoint.Port != int32(env.KubeletPort) {
-		t.Errorf("kubelet port %d, want %d", n.Status.DaemonEndpoints.KubeletEndpoint.Port, env.KubeletPort)
+	// Each node of the process takes the lowest free port from
+	// --listen-port up, in the order the nodes are served.
+	if p := int(n.Status.DaemonEndpoints.KubeletEndpoint.Port); p < env.KubeletPort || p > env.KubeletPort+len(env.LegacyAgents) {
+		t.Errorf("kubelet port %d, want one of %d..%d", p, env.KubeletPort, env.KubeletPort+len(env.LegacyAgents))
 	}
+}
+
+// kubeletPort is the kubelet API port of env.NodeName, as its Node says.
+func kubeletPort(t *testing.T) int {
+	t.Helper()
+	n, err := client.CoreV1().Nodes().Get(context.Background(), env.NodeName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("node %s: %v", env.NodeName, err)
+	}
+	return int(n.Status.DaemonEndpoints.KubeletEndpoint.Port)
 }
 
 func TestPodRunsAsHostProcess(t *testing.T) {

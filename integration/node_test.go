@@ -69,7 +69,7 @@ func kubeletGet(t *testing.T, path string) string {
 	pool.AppendCertsFromPEM(ca)
 	cli := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool}}}
-	res, err := cli.Get(fmt.Sprintf("https://127.0.0.1:%d%s", env.KubeletPort, path))
+	res, err := cli.Get(fmt.Sprintf("https://127.0.0.1:%d%s", kubeletPort(t), path))
 	if err != nil {
 		t.Fatalf("kubelet API %s: %v", path, err)
 	}
@@ -157,7 +157,7 @@ func TestEventsTellTheStory(t *testing.T) {
 func TestKubeletAPIIsSecured(t *testing.T) {
 	create(t, virtualPod("secured", "echo secret-output; sleep 600"))
 	waitPod(t, "secured", 60*time.Second, "Running", phaseIs(corev1.PodRunning))
-	url := fmt.Sprintf("https://127.0.0.1:%d/containerLogs/%s/secured/main", env.KubeletPort, ns)
+	url := fmt.Sprintf("https://127.0.0.1:%d/containerLogs/%s/secured/main", kubeletPort(t), ns)
 	cli := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	get := func(token string) int {
 		req, _ := http.NewRequest(http.MethodGet, url, nil)
