@@ -58,6 +58,7 @@ type opts struct {
 	profiling       bool
 	enableNodeLease bool
 	clientVerifyCA  string
+	clientCA        dynamiccertificates.CAContentProvider // loaded from clientVerifyCA
 	noVerifyClients bool
 	listenPort      int
 	tlsCert, tlsKey string
@@ -223,6 +224,16 @@ func run(ctx context.Context, o *opts) error {
 	if o.metricsAddr != "" {
 		go serveMetrics(ctx, o.metricsAddr, o.profiling, base)
 	}
+	if o.clientVerifyCA != "" && !o.noVerifyClients {
+		// One CA for every node of the process: each one of its own would
+		// leave a work queue behind whenever a node is built anew.
+		ca, err := dynamiccertificates.NewDynamicCAContentFromFile("client-ca", o.clientVerifyCA)
+		if err != nil {
+			return fmt.Errorf("--client-verify-ca: %w", err)
+		}
+		go ca.Run(ctx, 1) // follows the file; ends with ctx
+		o.clientCA = ca
+	}
 	var tlsCfg *tls.Config
 	if o.tlsCert != "" && o.tlsKey != "" {
 		// Loaded once: a bad certificate is a startup error, not a node's.
@@ -369,14 +380,9 @@ func authHandler(o *opts, client kubernetes.Interface, name string, mux http.Han
 		return nodeutil.WithAuth(nodeutil.NoAuth(), mux), nil
 	}
 	auth, err := nodeutil.WebhookAuth(client, name, func(c *nodeutil.WebhookAuthConfig) error {
-		if o.clientVerifyCA == "" {
-			return nil
+		if o.clientCA != nil {
+			c.AuthnConfig.ClientCertificateCAContentProvider = o.clientCA
 		}
-		ca, err := dynamiccertificates.NewDynamicCAContentFromFile("client-ca", o.clientVerifyCA)
-		if err != nil {
-			return fmt.Errorf("--client-verify-ca: %w", err)
-		}
-		c.AuthnConfig.ClientCertificateCAContentProvider = ca
 		return nil
 	})
 	if err != nil {
