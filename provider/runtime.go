@@ -433,14 +433,16 @@ func (p *Provider) act(rec *podRecord, t task) []item {
 			log.WithError(err).Warn("kill refused")
 		}
 	case sm.DoRemove:
-		// The current run and the two before it: a launch keeps the
-		// previous run's sandbox (for --previous) and removes the one
-		// before, but a run whose launch never succeeded (launch-retry)
-		// removed nothing. Every one must be gone before the pod is
-		// released; REMOVE is idempotent (404 once done), so a retry sends
-		// all three again.
+		// Every run the container may have left, newest first: a launch
+		// removes the run two before it, but that REMOVE may have missed
+		// the agent (and its retry died with a bridge that crashed), and a
+		// bridge that restarted adopts the restart count the API last
+		// showed, which may lag the agent's newest ended runs by a launch
+		// or two. Every one must be gone before the pod is released; REMOVE
+		// is idempotent (404 once done, a cheap local answer), so a retry
+		// sends them all again.
 		var failed error
-		for r := t.restarts; r >= 0 && r >= t.restarts-2; r-- {
+		for r := t.restarts + removeAhead; r >= 0; r-- {
 			if err := p.agent.Remove(ctx, runID(rec.uid, c.name, r)); err != nil && !errors.Is(err, agentclient.ErrNotFound) {
 				failed = fmt.Errorf("%s: %w", runID(rec.uid, c.name, r), err)
 			}
@@ -457,6 +459,10 @@ func (p *Provider) act(rec *podRecord, t task) []item {
 	}
 	return nil
 }
+
+// removeAhead is how many runs past the known restart count a removal
+// covers: launches the API had not shown yet when the bridge restarted.
+const removeAhead = 2
 
 // removeDelay is the back-off before the n-th REMOVE retry: doubling from a
 // second up to 64 s, so an agent away for long costs one call a minute
