@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,6 +17,8 @@ import (
 // the old tools do: raw JSON.
 type LegacyClient struct {
 	Base string
+	// HTTP sends every call; it carries the credentials the job API
+	// demands and the calls' timeout (stack.Env.JobAPIClient). Required.
 	HTTP *http.Client
 }
 
@@ -32,11 +35,10 @@ func (c *LegacyClient) call(ctx context.Context, method, path string, body any) 
 		return 0, nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	cli := c.HTTP
-	if cli == nil {
-		cli = &http.Client{Timeout: 30 * time.Second}
+	if c.HTTP == nil {
+		return 0, nil, errors.New("chaos: LegacyClient has no HTTP client")
 	}
-	res, err := cli.Do(req)
+	res, err := c.HTTP.Do(req)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -97,10 +97,12 @@ func Execute(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	r.env = env
-	if env.Vars["LEGACY_API"] == "" || len(env.LegacyAgents) == 0 {
+	if env.JobAPI == "" || len(env.LegacyAgents) == 0 {
 		return nil, errors.New("the chaos run needs the stack with vk-titus, masters, agents and the gateway (make up AGENTS=3 MASTERS=2)")
 	}
-	r.legacy = &LegacyClient{Base: env.Vars["LEGACY_API"]}
+	// As the stack's test client (system:masters), which the job API lets
+	// do anything.
+	r.legacy = &LegacyClient{Base: env.JobAPI, HTTP: env.JobAPIClient(30*time.Second, false)}
 	r.mesos = env.MesosClient(20 * time.Second)
 	cfg, err := env.RestConfig()
 	if err != nil {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -11,8 +12,10 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/vk-titus/vk-titus/apiauth"
 	"github.com/vk-titus/vk-titus/discovery"
 	"github.com/vk-titus/vk-titus/gateway/grpcapi"
 	"github.com/vk-titus/vk-titus/gateway/kube"
@@ -42,12 +45,56 @@ type Config struct {
 	// MesosCredential is presented to the legacy masters (HTTP Basic);
 	// nil: none.
 	MesosCredential *mesosauth.Credential
+	// Auth is who may call the job APIs.
+	Auth AuthConfig
+}
+
+// AuthConfig secures both job APIs. Authentication and authorization are
+// always on (apiauth): what is configured here is only the transport and
+// whether anonymous callers may read.
+type AuthConfig struct {
+	// TLSCertFile and TLSKeyFile: the serving certificate of REST and gRPC,
+	// both or neither. Without them the APIs are plain and bearer tokens
+	// travel in the clear.
+	TLSCertFile, TLSKeyFile string
+	// ClientCAFile verifies client certificates (user CN, groups O); it
+	// needs TLS, over which alone a client certificate can be presented.
+	ClientCAFile string
+	// AnonymousReads lets callers without credentials get, list and watch.
+	AnonymousReads bool
+}
+
+// serverTLS is the job APIs' TLS; nil when they are served plain.
+func (a AuthConfig) serverTLS() (*tls.Config, error) {
+	switch {
+	case (a.TLSCertFile == "") != (a.TLSKeyFile == ""):
+		return nil, errors.New("--tls-cert-file and --tls-private-key-file go together")
+	case a.TLSCertFile == "" && a.ClientCAFile != "":
+		return nil, errors.New("--client-ca-file needs --tls-cert-file and --tls-private-key-file: client certificates come only over TLS")
+	case a.TLSCertFile == "":
+		return nil, nil
+	}
+	return apiauth.ServerTLS(a.TLSCertFile, a.TLSKeyFile, a.ClientCAFile)
 }
 
 // Run serves the gateway until ctx ends.
 func Run(ctx context.Context, cfg Config, client kubernetes.Interface, log logrus.FieldLogger) error {
 	if err := cfg.Limits.Check(); err != nil {
 		return fmt.Errorf("job limits: %w", err)
+	}
+	tlsCfg, err := cfg.Auth.serverTLS()
+	if err != nil {
+		return fmt.Errorf("job API TLS: %w", err)
+	}
+	// The guard shares client's QPS and burst: its reviews are cached, so
+	// they cost little beside the kube backend's calls.
+	guard, err := apiauth.New(apiauth.Config{Client: client, ClientCAFile: cfg.Auth.ClientCAFile,
+		AllowAnonymousReads: cfg.Auth.AnonymousReads, Log: log.WithField("component", "apiauth")})
+	if err != nil {
+		return fmt.Errorf("job API authentication: %w", err)
+	}
+	if tlsCfg == nil {
+		log.Warn("job API served without TLS (no --tls-cert-file): bearer tokens travel in the clear")
 	}
 	base, closeBase, err := legacyBase(cfg.LegacyMaster, log)
 	if err != nil {
@@ -101,10 +148,17 @@ func Run(ctx context.Context, cfg Config, client kubernetes.Interface, log logru
 	if err != nil {
 		return fmt.Errorf("--listen %s: %w", cfg.Listen, err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: guard.Handler(mux), ReadHeaderTimeout: 10 * time.Second}
+	serve := srv.Serve
+	if tlsCfg != nil {
+		// ServeTLS offers HTTP/2 and HTTP/1.1 on a clone of TLSConfig, which
+		// already holds the certificate.
+		srv.TLSConfig = tlsCfg
+		serve = func(ln net.Listener) error { return srv.ServeTLS(ln, "", "") }
+	}
 	served := make(chan error, 2)
 	go func() {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			served <- fmt.Errorf("serving REST: %w", err)
 		}
 	}()
@@ -115,7 +169,13 @@ func Run(ctx context.Context, cfg Config, client kubernetes.Interface, log logru
 			_ = srv.Close()
 			return fmt.Errorf("--grpc-listen %s: %w", cfg.GRPCListen, err)
 		}
-		gs = grpc.NewServer(grpcapi.Options(cfg.GRPCMaxStreamsPerConn)...)
+		opts := append(grpcapi.Options(cfg.GRPCMaxStreamsPerConn),
+			grpc.ChainUnaryInterceptor(guard.UnaryServerInterceptor()),
+			grpc.ChainStreamInterceptor(guard.StreamServerInterceptor()))
+		if tlsCfg != nil {
+			opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
+		}
+		gs = grpc.NewServer(opts...)
 		grpcapi.New(router, hub, cfg.Limits, log.WithField("component", "grpcapi")).Register(gs)
 		go func() {
 			if err := gs.Serve(gln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
@@ -124,7 +184,8 @@ func Run(ctx context.Context, cfg Config, client kubernetes.Interface, log logru
 		}()
 		log.WithField("listen", gln.Addr().String()).Info("gateway serving gRPC")
 	}
-	log.WithFields(logrus.Fields{"listen": ln.Addr().String(), "legacy": cfg.LegacyMaster, "namespace": cfg.Kube.Namespace}).Info("gateway serving")
+	log.WithFields(logrus.Fields{"listen": ln.Addr().String(), "tls": tlsCfg != nil, "client_ca": cfg.Auth.ClientCAFile,
+		"anonymous_reads": cfg.Auth.AnonymousReads, "legacy": cfg.LegacyMaster, "namespace": cfg.Kube.Namespace}).Info("gateway serving")
 
 	var runErr error
 	select {

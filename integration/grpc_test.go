@@ -9,21 +9,28 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	grpcstatus "google.golang.org/grpc/status"
 
 	"github.com/vk-titus/vk-titus/api/titus"
 )
 
-// grpcJobAPI dials the gateway's gRPC job API as clouddriver does.
+// grpcJobAPI dials the gateway's gRPC job API as clouddriver does, with
+// the stack's test client certificate (allowed everything).
 func grpcJobAPI(t *testing.T) titus.JobManagementServiceClient {
 	t.Helper()
-	addr := env.Vars["LEGACY_API_GRPC"]
+	return grpcJobAPIWith(t, env.JobAPICredentials(false))
+}
+
+// grpcJobAPIWith dials the gRPC job API with creds.
+func grpcJobAPIWith(t *testing.T, creds credentials.TransportCredentials) titus.JobManagementServiceClient {
+	t.Helper()
+	addr := env.JobAPIGRPC
 	if addr == "" {
 		t.Fatal("the stack has no gRPC job API (LEGACY_API_GRPC): it needs the gateway (MASTERS > 0)")
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		t.Fatal(err)
 	}

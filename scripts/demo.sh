@@ -65,7 +65,11 @@ k get events --field-selector involvedObject.name=demo --sort-by=.lastTimestamp
 
 if [ -n "${LEGACY_API:-}" ]; then
   app="demo-app-$$"
-  api() { curl -s -X "$1" -H 'Content-Type: application/json' "$LEGACY_API$2" ${3:+-d "$3"}; }
+  # The job API authenticates every caller: the demo presents the stack's
+  # test client certificate (JOB_API_*; absent on a plain-HTTP gateway).
+  tls=()
+  [ -z "${JOB_API_CA:-}" ] || tls=(--cacert "$JOB_API_CA" --cert "$JOB_API_CERT" --key "$JOB_API_KEY")
+  api() { curl -s "${tls[@]}" -X "$1" -H 'Content-Type: application/json' "$LEGACY_API$2" ${3:+-d "$3"}; }
   job='{"owner":{"teamEmail":"team@example.com"},"applicationName":"'$app'",
     "container":{"resources":{"cpu":0.1,"memoryMB":32},"image":{"name":"busybox","tag":"latest"},
     "entryPoint":["sh","-c"],"command":["echo working; sleep 2"]},"batch":{"size":1}}'

@@ -52,7 +52,9 @@
 #   VK_METRICS_PORT=10255 GATEWAY_PORT=27001 GATEWAY_GRPC_PORT=27104 MASTER_PORT_BASE=25041
 #   (master-N listens on BASE+N)
 #
-# Layout of .local: pki/ (CA, certs, keys; reused when present), *.kubeconfig,
+# Layout of .local: pki/ (CA, certs, keys; reused when present: among them
+# gateway-serving, the job API's serving certificate, and job-api-client,
+# the client certificate tests and tools present to it), *.kubeconfig,
 # mesos-auth/ (0700; secrets generated once, kept across ups: <principal>.cred,
 # one {"principal", "secret"} each for vk-titus, agent and master, which the
 # components send; http_credentials.json, all three, which agents and masters
@@ -302,7 +304,8 @@ check_agent() {
 }
 # shellcheck disable=SC2016 # $0 is expanded by the inner bash
 check_tcp() { timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0"' "$1"; }
-check_http_ok() { curl -fsS --max-time 2 "$1" | grep -qx ok; }
+# check_https_ok URL: URL answers ok over TLS with a certificate of the stack's CA.
+check_https_ok() { curl -fsS --max-time 2 --cacert "$PKI/ca.crt" "$1" | grep -qx ok; }
 check_node_exists() { kc get node "$NODE_NAME" -o name; }
 
 # vk_names: the bridge replicas' component names.
@@ -357,7 +360,7 @@ wait_component() {
     # agents than replicas): its metrics port says it runs; `up` then waits
     # for the first node once.
     vk-titus-*) wait_for "$1" 60 "$1 metrics port $(vk_metrics_port "$1")" check_tcp "$(vk_metrics_port "$1")" ;;
-    gateway) wait_for gateway 60 "gateway /healthz" check_http_ok "http://127.0.0.1:$GATEWAY_PORT/healthz" ;;
+    gateway) wait_for gateway 60 "gateway /healthz" check_https_ok "https://127.0.0.1:$GATEWAY_PORT/healthz" ;;
     *) sleep 1; running "$1" || { tail_log "$1"; die "$1 exited"; } ;;
   esac
 }
@@ -438,6 +441,11 @@ make_pki() {
   # apply_rbac), not as a cluster admin, so the stack proves the ClusterRole.
   cert vk-titus "/CN=vk-titus" clientAuth
   cert gateway "/CN=vk-titus-gateway" clientAuth
+  # The job API (the gateway's REST and gRPC ports) serves over TLS, and its
+  # callers authenticate: tests, vk-chaos and the demo present job-api-client,
+  # whose group system:masters every SubjectAccessReview allows.
+  cert gateway-serving "/CN=vk-titus-gateway" serverAuth "IP:127.0.0.1,DNS:localhost"
+  cert job-api-client "/O=system:masters/CN=vk-titus-e2e" clientAuth
   cert kubelet "/CN=$NODE_NAME" serverAuth "IP:127.0.0.1,DNS:localhost,DNS:$NODE_NAME"
   if [ ! -s "$PKI/sa.key" ] || [ ! -s "$PKI/sa.pub" ]; then
     openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
@@ -724,6 +732,9 @@ record_cmds() {
     --migration-zk "zk://127.0.0.1:$ZK_PORT/vk-titus/migration" \
     --namespace vk-titus-jobs \
     --grpc-listen "127.0.0.1:$GATEWAY_GRPC_PORT" \
+    --tls-cert-file "$PKI/gateway-serving.crt" \
+    --tls-private-key-file "$PKI/gateway-serving.key" \
+    --client-ca-file "$PKI/ca.crt" \
     --job-min-cpu 0.01 --job-min-memory-mb 16 --job-min-disk-mb 0 --job-min-network-mbps 0 \
     --log-level "${VK_LOG_LEVEL:-info}" "${gateway_auth[@]}"
 }
@@ -777,8 +788,13 @@ write_env() {
       echo "VK_METRICS_$(vk_index "$n")=http://127.0.0.1:$(vk_metrics_port "$n")"
     done
     if gateway_enabled; then
-      echo "LEGACY_API=http://127.0.0.1:$GATEWAY_PORT"
+      echo "LEGACY_API=https://127.0.0.1:$GATEWAY_PORT"
       echo "LEGACY_API_GRPC=127.0.0.1:$GATEWAY_GRPC_PORT"
+      # The job API's CA and the client certificate tests and tools present
+      # (curl --cacert "$JOB_API_CA" --cert "$JOB_API_CERT" --key "$JOB_API_KEY").
+      echo "JOB_API_CA=$PKI/ca.crt"
+      echo "JOB_API_CERT=$PKI/job-api-client.crt"
+      echo "JOB_API_KEY=$PKI/job-api-client.key"
       echo "MIGRATION_ZK=zk://127.0.0.1:$ZK_PORT/vk-titus/migration"
     fi
   } >"$f"
@@ -787,7 +803,10 @@ write_env() {
 
 # apply_rbac: the ClusterRole and lease Role of manifests/base, bound to the
 # stack's vk-titus user (its client certificate's CN) as the manifests bind
-# them to the in-cluster ServiceAccount.
+# them to the in-cluster ServiceAccount; the gateway's Role and its right to
+# ask the API server about its callers (TokenReview, SubjectAccessReview),
+# bound to the stack's vk-titus-gateway user; and the job API's example
+# ClusterRoles, which the tests bind to ServiceAccounts.
 apply_rbac() {
   cat >"$L/rbac-local.yaml" <<EOF
 apiVersion: rbac.authorization.k8s.io/v1
@@ -820,10 +839,17 @@ metadata:
   namespace: vk-titus-jobs
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: vk-titus-gateway}
 subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: vk-titus-gateway}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: vk-titus-gateway-auth-delegator-local-user
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: vk-titus-gateway-auth-delegator}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: vk-titus-gateway}]
 EOF
   kc apply -f "$root/manifests/base/namespace.yaml" >/dev/null || die "creating the namespaces failed"
   kc apply -f "$root/manifests/base/rbac.yaml" -f "$root/manifests/base/gateway-rbac.yaml" \
-    -f "$L/rbac-local.yaml" >/dev/null || die "applying the RBAC failed"
+    -f "$root/manifests/base/job-api-roles.yaml" -f "$L/rbac-local.yaml" >/dev/null || die "applying the RBAC failed"
 }
 
 # ---------------------------------------------------------------- commands
@@ -976,7 +1002,7 @@ load_cp_bin() {
     [ -n "$a0" ] && AGENT_PORT_BASE=$a0
     m0=$(sed -n 's|^LEGACY_MASTER_0=http://127.0.0.1:||p' "$L/env")
     [ -n "$m0" ] && MASTER_PORT_BASE=$m0
-    gw=$(sed -n 's|^LEGACY_API=http://127.0.0.1:||p' "$L/env")
+    gw=$(sed -En 's|^LEGACY_API=https?://127.0.0.1:||p' "$L/env")
     [ -n "$gw" ] && GATEWAY_PORT=$gw
   fi
   return 0

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
@@ -30,6 +33,9 @@ type jobsOpts struct {
 	addr, caller string
 	timeout      time.Duration
 	json         bool
+	// TLS to the job API: the CA that signed its certificate, and a client
+	// certificate (both optional; no CA: plain text).
+	caFile, certFile, keyFile string
 }
 
 // newJobsCommand is a titus-cli for operators and demos: the same gRPC
@@ -45,6 +51,9 @@ func newJobsCommand() *cobra.Command {
 	f.StringVar(&o.caller, "caller-id", "vk-titus-cli", "sent as X-Titus-CallerId")
 	f.DurationVar(&o.timeout, "timeout", 30*time.Second, "deadline of each call (observe: of connecting)")
 	f.BoolVar(&o.json, "json", false, "print proto3 JSON instead of tables")
+	f.StringVar(&o.caFile, "ca-file", envOr("JOB_API_CA", ""), "CA of the job API's serving certificate (TLS); empty: plain text (env JOB_API_CA)")
+	f.StringVar(&o.certFile, "cert-file", envOr("JOB_API_CERT", ""), "client certificate presented to the job API (env JOB_API_CERT)")
+	f.StringVar(&o.keyFile, "key-file", envOr("JOB_API_KEY", ""), "its key (env JOB_API_KEY)")
 	cmd.AddCommand(o.submitCommand(), o.findCommand(), o.tasksCommand(), o.observeCommand(), o.killCommand(), o.resizeCommand())
 	return cmd
 }
@@ -52,8 +61,12 @@ func newJobsCommand() *cobra.Command {
 // call runs f with a client and a context carrying the deadline and the
 // caller's identity.
 func (o *jobsOpts) call(cmd *cobra.Command, deadline bool, f func(context.Context, titus.JobManagementServiceClient) error) error {
+	creds, err := o.credentials()
+	if err != nil {
+		return err
+	}
 	conn, err := grpc.NewClient(o.addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: time.Minute, Timeout: 20 * time.Second}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
 	if err != nil {
@@ -69,6 +82,31 @@ func (o *jobsOpts) call(cmd *cobra.Command, deadline bool, f func(context.Contex
 	}
 	ctx = metadata.AppendToOutgoingContext(ctx, "X-Titus-CallerId", o.caller, "X-Titus-CallReason", "vk-titus jobs "+cmd.Name())
 	return f(ctx, titus.NewJobManagementServiceClient(conn))
+}
+
+// credentials are TLS with --ca-file (and the client certificate, if
+// given), or plain text without it.
+func (o *jobsOpts) credentials() (credentials.TransportCredentials, error) {
+	if o.caFile == "" {
+		return insecure.NewCredentials(), nil
+	}
+	ca, err := os.ReadFile(o.caFile)
+	if err != nil {
+		return nil, fmt.Errorf("--ca-file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		return nil, fmt.Errorf("--ca-file %s: no certificate", o.caFile)
+	}
+	cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if o.certFile != "" {
+		cert, err := tls.LoadX509KeyPair(o.certFile, o.keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--cert-file/--key-file: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return credentials.NewTLS(cfg), nil
 }
 
 func (o *jobsOpts) print(w io.Writer, m proto.Message) error {

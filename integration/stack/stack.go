@@ -13,12 +13,21 @@
 // credential the bridge sends (MESOS_CREDENTIALS), and every direct call a
 // test or tool makes to an agent or master goes through MesosClient, which
 // sends it.
+//
+// The gateway's job API (LEGACY_API over HTTPS, LEGACY_API_GRPC) refuses
+// anonymous callers: JobAPIClient and JobAPICredentials present the client
+// certificate the stack issued for tests and tools (JOB_API_CERT, group
+// system:masters, so every SubjectAccessReview allows it) and trust the
+// stack's CA (JOB_API_CA). A stack written before the job API had TLS has
+// none of them: the clients then speak plain HTTP and gRPC.
 package stack
 
 import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
@@ -30,6 +39,8 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -70,6 +81,13 @@ type Env struct {
 	// masters (MESOS_CREDENTIALS); nil when the stack runs without
 	// authentication. Direct calls send it through MesosClient.
 	MesosCredential *mesosauth.Credential
+	// JobAPI is the gateway's REST job API base URL (LEGACY_API) and
+	// JobAPIGRPC its gRPC address (LEGACY_API_GRPC); both empty when the
+	// stack runs no gateway.
+	JobAPI, JobAPIGRPC string
+	// jobAPITLS trusts the stack's CA and presents the test client
+	// certificate; nil when the job API is served plain.
+	jobAPITLS *tls.Config
 	// Vars holds every KEY=value of .local/env.
 	Vars map[string]string
 }
@@ -151,6 +169,8 @@ func fromVars(root string, vars map[string]string) (*Env, error) {
 		NodeName:    vars["NODE_NAME"],
 		Zookeeper:   vars["ZOOKEEPER"],
 		VKMetrics:   vars["VK_METRICS"],
+		JobAPI:      vars["LEGACY_API"],
+		JobAPIGRPC:  vars["LEGACY_API_GRPC"],
 		Vars:        vars,
 	}
 	if e.StackRoot == "" {
@@ -178,6 +198,13 @@ func fromVars(root string, vars map[string]string) (*Env, error) {
 	}
 	if e.MesosAuth && e.MesosCredential == nil {
 		return nil, errors.New("stack: env has MESOS_AUTH=1 but no MESOS_CREDENTIALS")
+	}
+	if strings.HasPrefix(e.JobAPI, "https://") {
+		c, err := jobAPITLS(vars["JOB_API_CA"], vars["JOB_API_CERT"], vars["JOB_API_KEY"])
+		if err != nil {
+			return nil, fmt.Errorf("stack: job API TLS: %w", err)
+		}
+		e.jobAPITLS = c
 	}
 	for k, v := range map[string]string{"KUBECONFIG": e.Kubeconfig, "KUBECTL": e.KubectlBin, "NODE_NAME": e.NodeName} {
 		if v == "" {
@@ -214,6 +241,59 @@ func (e *Env) Client() (*kubernetes.Clientset, error) {
 // CheckRedirect; they share http.DefaultTransport's connections.
 func (e *Env) MesosClient(timeout time.Duration) *http.Client {
 	return &http.Client{Timeout: timeout, Transport: e.MesosCredential.Wrap(http.DefaultTransport)}
+}
+
+// jobAPITLS reads the stack's CA and the job API client key pair.
+func jobAPITLS(caFile, certFile, keyFile string) (*tls.Config, error) {
+	if caFile == "" || certFile == "" || keyFile == "" {
+		return nil, errors.New("env has an https LEGACY_API but lacks JOB_API_CA, JOB_API_CERT or JOB_API_KEY")
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("JOB_API_CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("JOB_API_CA %s: no PEM certificate", caFile)
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("JOB_API_CERT, JOB_API_KEY: %w", err)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool, Certificates: []tls.Certificate{cert}}, nil
+}
+
+// JobAPITLS is the TLS configuration of a job API client: the stack's CA,
+// and the test client certificate unless anonymous. Each call returns a
+// new copy. It is nil when the job API is served plain.
+func (e *Env) JobAPITLS(anonymous bool) *tls.Config {
+	if e.jobAPITLS == nil {
+		return nil
+	}
+	c := e.jobAPITLS.Clone()
+	if anonymous {
+		c.Certificates = nil
+	}
+	return c
+}
+
+// JobAPIClient is an HTTP client for the REST job API (JobAPI) that
+// authenticates with the test client certificate, or with nothing when
+// anonymous, and gives up on a call after timeout. Each call returns a
+// client with its own connections.
+func (e *Env) JobAPIClient(timeout time.Duration, anonymous bool) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = e.JobAPITLS(anonymous)
+	return &http.Client{Timeout: timeout, Transport: tr}
+}
+
+// JobAPICredentials are the transport credentials of a gRPC job API
+// client (JobAPIGRPC): TLS as JobAPITLS, or plain when the job API is.
+func (e *Env) JobAPICredentials(anonymous bool) credentials.TransportCredentials {
+	if c := e.JobAPITLS(anonymous); c != nil {
+		return credentials.NewTLS(c)
+	}
+	return insecure.NewCredentials()
 }
 
 // Kubectl runs the stack's kubectl with the admin kubeconfig and returns its
