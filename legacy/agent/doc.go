@@ -99,6 +99,9 @@
 //     recycled pid is never signalled; they end as killed during agent
 //     recovery. A pid whose process is gone ends with an unknown status.
 //     Nothing is left running unmanaged.
+//   - A sandbox no recovered container owns (the agent died in a launch
+//     before the process started, or in a REMOVE after its checkpoint went)
+//     is removed at start: no call could reach it any more.
 //   - Close/SIGTERM leaves the containers running (the supervisor outlives
 //     the agent); a supervisor with no live container and no agent connected
 //     exits after 10 s. Exec sessions are the agent process's own children,

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -87,8 +88,42 @@ func (a *Agent) startSupervised() error {
 	a.watchConn = conn
 	a.mu.Unlock()
 	a.adopt(snap, a.cfg.Recover == RecoverCleanup)
+	a.collectOrphanSandboxes()
 	go a.watchLoop(conn)
 	return nil
+}
+
+// collectOrphanSandboxes removes, at start, the sandboxes no recovered
+// container owns: a launch the agent died in before the supervisor started
+// its process, or a REMOVE it died in after the checkpoint was dropped.
+// Nothing could reach them any more (REMOVE of an unknown id answers 404),
+// so they would stay for ever; a Mesos agent's recovery likewise schedules
+// the directories of containers it does not know for garbage collection.
+func (a *Agent) collectOrphanSandboxes() {
+	ents, err := os.ReadDir(a.sandboxRoot)
+	if err != nil {
+		a.log.WithError(err).Warn("recovery: cannot list the sandboxes")
+		return
+	}
+	var trash []string
+	a.mu.Lock()
+	for _, e := range ents {
+		if !e.IsDir() || a.containers[e.Name()] != nil {
+			continue
+		}
+		if dst := a.trashSandboxLocked(&container{id: e.Name(), sandbox: filepath.Join(a.sandboxRoot, e.Name())}); dst != "" {
+			trash = append(trash, dst)
+		}
+	}
+	a.mu.Unlock()
+	for _, dst := range trash {
+		if err := os.RemoveAll(dst); err != nil {
+			a.log.WithError(err).Warn("recovery: orphan sandbox removal incomplete")
+		}
+	}
+	if len(trash) > 0 {
+		a.log.WithFields(logrus.Fields{"agent": a.cfg.AgentID, "sandboxes": len(trash)}).Info("recovery: removed the sandboxes of containers nobody knows")
+	}
 }
 
 // connectSupervisor opens the watch stream, starting a supervisor when none

@@ -6,7 +6,9 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -264,6 +266,11 @@ func TestRecoverReconnect(t *testing.T) {
 	if !pidAlive(before["run"]) {
 		t.Fatal("container died with the agent")
 	}
+	// A sandbox no container owns (a launch the agent died in before its
+	// process started) is collected by the restarted agent.
+	if err := os.MkdirAll(filepath.Join(dir, "sandboxes", "orphaned", "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 
 	p = startAPI(t, dir, port, RecoverReconnect)
 	t.Cleanup(p.crash)
@@ -278,6 +285,9 @@ func TestRecoverReconnect(t *testing.T) {
 	}
 	if got := h.readFile("/sandboxes/run/stdout"); got != "hello\n" {
 		t.Fatalf("READ_FILE of a recovered sandbox: %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "sandboxes", "orphaned")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the orphaned sandbox survived the recovery: %v", err)
 	}
 	if err := h.send(calls.RemoveContainer(mesos.ContainerID{Value: "seven"})); err != nil {
 		t.Fatalf("REMOVE seven: %v", err)
