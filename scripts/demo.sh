@@ -74,6 +74,12 @@ if [ -n "${LEGACY_API:-}" ]; then
     "container":{"resources":{"cpu":0.1,"memoryMB":32},"image":{"name":"busybox","tag":"latest"},
     "entryPoint":["sh","-c"],"command":["echo working; sleep 2"]},"batch":{"size":1}}'
 
+  # What Spinnaker follows: the gRPC event stream of the app's jobs, over both worlds
+  # (the jobs CLI reads LEGACY_API_GRPC and the JOB_API_* certificate from .local/env).
+  observed=$(mktemp)
+  timeout 45 bin/vk-titus jobs observe -f "applicationName=$app" >"$observed" 2>&1 &
+  observer=$!
+
   step "The legacy job API (Titus v3) at $LEGACY_API: an old tool keeps submitting and listing jobs of $app"
   (for i in $(seq 1 12); do
      id=$(api POST /api/v3/jobs "$job" | sed -E 's/.*"id":"([^"]*)".*/\1/')
@@ -91,6 +97,13 @@ if [ -n "${LEGACY_API:-}" ]; then
   step "The old tool lists the app's jobs: one list, both worlds (legacy-… and kube-… ids)"
   api GET "/api/v3/jobs?applicationName=$app&pageSize=20" |
     python3 -c 'import json,sys; [print("  ", j["id"], j["status"]["state"]) for j in json.load(sys.stdin)["items"]]'
+  step "ObserveJobs (gRPC, as Spinnaker follows Titus) saw the app's jobs in both worlds as they changed"
+  sleep 3
+  kill "$observer" 2>/dev/null || true
+  wait "$observer" 2>/dev/null || true
+  grep -E ' job  (legacy|kube)-' "$observed" | head -12 | sed 's/^/   /'
+  echo "   … $(grep -c ' task ' "$observed" || true) task updates"
+  rm -f "$observed"
   step "Every stage change is recorded"
   bin/vk-titus migration history "$app" --zookeeper "$MIGRATION_ZK"
 fi
