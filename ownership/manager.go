@@ -20,6 +20,8 @@ import (
 	typedcoordinationv1 "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/clock"
+
+	"github.com/vk-titus/vk-titus/internal/cachetrim"
 )
 
 // Handler is how the manager hands nodes to the caller and takes them back.
@@ -220,6 +222,9 @@ func New(cfg Config) (*Manager, error) {
 		in:     inbox{leases: map[string]observation{}},
 		core:   newCore(cfg.Identity, incarnation, timing{cfg.LeaseDuration, cfg.RenewDeadline, cfg.RenewInterval, cfg.RetryPeriod}),
 		fences: map[string]*Fence{},
+	}
+	if err := m.informer.SetTransform(cachetrim.StripManagedFields); err != nil {
+		return nil, fmt.Errorf("ownership: lease informer: %w", err)
 	}
 	return m, nil
 }

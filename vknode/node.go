@@ -55,6 +55,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
+
+	"github.com/vk-titus/vk-titus/internal/cachetrim"
 )
 
 // Config is what a node needs besides its provider.
@@ -153,7 +155,7 @@ func New(name string, newProvider nodeutil.NewProviderFunc, cfg Config) (*Node, 
 		Status: corev1.NodeStatus{Phase: corev1.NodePending},
 	}
 	pods := informers.NewSharedInformerFactoryWithOptions(cfg.Client, cfg.ResyncPeriod,
-		nodeutil.PodInformerFilter(name), informers.WithTransform(stripManagedFields))
+		nodeutil.PodInformerFilter(name), informers.WithTransform(cachetrim.StripManagedFields))
 	var podInformer corev1informers.PodInformer = pods.Core().V1().Pods()
 	podInformer.Informer() // a factory starts only the informers asked for before Start
 	if len(cfg.StatusAnnotations) > 0 {

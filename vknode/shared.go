@@ -3,11 +3,12 @@ package vknode
 import (
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/informers"
 	corev1informers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/vk-titus/vk-titus/internal/cachetrim"
 )
 
 // Shared holds the cluster-wide informers every node of the process reads
@@ -25,7 +26,7 @@ type Shared struct {
 // NewShared builds the shared informers; resync is their full-resync period
 // (explicit: never client-go's default).
 func NewShared(client kubernetes.Interface, resync time.Duration) *Shared {
-	f := informers.NewSharedInformerFactoryWithOptions(client, resync, informers.WithTransform(stripManagedFields))
+	f := informers.NewSharedInformerFactoryWithOptions(client, resync, informers.WithTransform(cachetrim.StripManagedFields))
 	s := &Shared{factory: f, secrets: f.Core().V1().Secrets(), configMaps: f.Core().V1().ConfigMaps(), services: f.Core().V1().Services()}
 	// A factory starts only the informers asked for before Start.
 	s.secrets.Informer()
@@ -42,15 +43,4 @@ func (s *Shared) Shutdown() { s.factory.Shutdown() }
 
 func (s *Shared) synced() []cache.InformerSynced {
 	return []cache.InformerSynced{s.secrets.Informer().HasSynced, s.configMaps.Informer().HasSynced, s.services.Informer().HasSynced}
-}
-
-// stripManagedFields drops managedFields from every object an informer
-// caches: nothing here reads them, and they are often the larger part of
-// the object. The informer owns the freshly decoded object, so changing it
-// in place is allowed; tombstones pass through.
-func stripManagedFields(obj any) (any, error) {
-	if a, err := meta.Accessor(obj); err == nil {
-		a.SetManagedFields(nil)
-	}
-	return obj, nil
 }

@@ -7,12 +7,12 @@ import (
 	"github.com/sirupsen/logrus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/vk-titus/vk-titus/internal/cachetrim"
 	"github.com/vk-titus/vk-titus/legacyapi"
 )
 
@@ -69,7 +69,7 @@ func New(client kubernetes.Interface, cfg Config, log logrus.FieldLogger) (*Back
 	b.factory = informers.NewSharedInformerFactoryWithOptions(client, 0,
 		informers.WithNamespace(cfg.Namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = LabelJobID }),
-		informers.WithTransform(stripManagedFields))
+		informers.WithTransform(cachetrim.StripManagedFields))
 	b.jobs = b.factory.Batch().V1().Jobs().Informer()
 	b.deployments = b.factory.Apps().V1().Deployments().Informer()
 	b.pods = b.factory.Core().V1().Pods().Informer()
@@ -212,17 +212,6 @@ func (b *Backend) podHandler() cache.ResourceEventHandler {
 			}
 		},
 	}
-}
-
-// stripManagedFields drops managedFields from every cached object: nothing
-// here reads them, and they are often the larger part of an object. The
-// informer owns the freshly decoded object, so changing it in place is
-// allowed; tombstones pass through.
-func stripManagedFields(obj any) (any, error) {
-	if m, err := meta.Accessor(obj); err == nil {
-		m.SetManagedFields(nil)
-	}
-	return obj, nil
 }
 
 // unwrapTombstone returns the last known object of a deletion the informer
