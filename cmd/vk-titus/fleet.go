@@ -102,45 +102,53 @@ func (f *fleet) build(ctx context.Context, fence func() error, a provider.AgentC
 // Serve starts the node the manager gave this replica (ownership.Handler):
 // it runs under the fence's context, so it stops, in-flight calls
 // cancelled, the moment the fence ends, and the provider checks the fence
-// before every agent call.
+// before every agent call. The node is built on its own goroutine: building
+// asks the agent who it is (Provider.Start), and the manager's loop, which
+// calls Serve, must go on renewing every lease in time.
 func (f *fleet) Serve(fence *ownership.Fence) {
 	name := fence.Node()
+	log := f.log.WithField("node", name)
 	f.mu.Lock()
 	c := f.known[name]
-	var a provider.AgentConfig
-	var legacy agentclient.Resources
-	var hasLegacy bool
-	if c != nil {
-		a, legacy, hasLegacy = c.agent, c.legacy, c.hasLegacy
-	}
-	f.mu.Unlock()
-	log := f.log.WithField("node", name)
 	if c == nil {
+		f.mu.Unlock()
 		log.Warn("asked to serve a node no agent stands for: its Stop follows")
 		return
 	}
 	mctx, cancel := context.WithCancel(fence.Context())
-	inst, err := f.build(mctx, fence.Err, a, name)
-	if err != nil {
-		cancel()
-		log.WithError(err).Error("building the node failed: it stays down until another replica takes it")
-		return
-	}
-	m := &member{name: name, agent: a, cancel: cancel, done: make(chan struct{}), prov: inst.prov,
-		log: log.WithField("agent", a.Endpoint)}
-	if hasLegacy {
-		inst.prov.SetLegacyUsage(legacy)
-	}
-	f.mu.Lock()
+	m := &member{name: name, agent: c.agent, cancel: cancel, done: make(chan struct{}),
+		log: log.WithField("agent", c.agent.Endpoint)}
 	f.nodes[name] = m
 	f.mu.Unlock()
-	m.log.Info("serving the node")
 	f.wg.Add(1)
 	go func() {
 		defer f.wg.Done()
 		defer close(m.done)
+		inst, err := f.build(mctx, fence.Err, m.agent, name)
+		if err != nil {
+			m.log.WithError(err).Error("building the node failed: it stays down until another replica takes it")
+			return
+		}
+		f.install(m, inst)
+		m.log.Info("serving the node")
 		f.supervise(mctx, fence.Err, m, inst)
 	}()
+}
+
+// install makes inst the member's running instance and tells its provider
+// the legacy usage the master last reported.
+func (f *fleet) install(m *member, inst *instance) {
+	f.mu.Lock()
+	m.prov = inst.prov
+	var legacy agentclient.Resources
+	has := false
+	if c := f.known[m.name]; c != nil && c.hasLegacy {
+		legacy, has = c.legacy, true
+	}
+	f.mu.Unlock()
+	if has {
+		inst.prov.SetLegacyUsage(legacy)
+	}
 }
 
 // Stop stops serving a node (ownership.Handler) and returns once nothing of
@@ -201,16 +209,7 @@ func (f *fleet) supervise(mctx context.Context, fence func() error, m *member, i
 				break
 			}
 		}
-		f.mu.Lock()
-		m.prov = inst.prov
-		var legacy *agentclient.Resources
-		if c := f.known[m.name]; c != nil && c.hasLegacy {
-			legacy = &c.legacy
-		}
-		f.mu.Unlock()
-		if legacy != nil {
-			inst.prov.SetLegacyUsage(*legacy)
-		}
+		f.install(m, inst)
 	}
 }
 
