@@ -151,6 +151,7 @@ func (a *Agent) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		// ATTACH_CONTAINER_INPUT, the only streaming request, writes:
 		// decided before a byte of its stream is read.
 		if !a.auth.Permits(r, mesosauth.ReadWrite) {
+			noReuse(w)
 			_ = http.NewResponseController(w).SetReadDeadline(time.Now()) // answer without draining the stream
 			a.refuse(w, r, agent.Call_ATTACH_CONTAINER_INPUT)
 			return

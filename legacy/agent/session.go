@@ -24,6 +24,7 @@ package agent
 // sessionRetention or until REMOVE_NESTED_CONTAINER.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -220,6 +221,7 @@ type outSub struct {
 	rc   *http.ResponseController
 	enc  encoding.Encoder
 	dead bool
+	err  error         // the write that failed (set before gone is closed)
 	gone chan struct{} // closed when a write failed: the client is gone
 }
 
@@ -253,6 +255,7 @@ func (o *outSub) send(m *agent.ProcessIO) {
 	}
 	if err != nil {
 		o.dead = true
+		o.err = err
 		close(o.gone)
 	}
 }
@@ -649,7 +652,11 @@ func (a *Agent) followSession(r *http.Request, s *session, sub *outSub, owner bo
 		}
 		// The client went away.
 		if owner {
-			s.log.Info("session connection closed: killing session")
+			cause := context.Cause(r.Context())
+			if cause == nil {
+				cause = sub.err
+			}
+			s.log.WithError(cause).Info("session connection closed: killing session")
 			a.signalSession(s, syscall.SIGKILL)
 		}
 		sub.end(true)
@@ -750,9 +757,21 @@ func (a *Agent) signalSession(s *session, sig syscall.Signal) {
 
 // ---- ATTACH_CONTAINER_INPUT (a streaming request) ----
 
+// noReuse makes the connection close after the answer. Reading a streaming
+// request is stopped with a read deadline in the past; if net/http's
+// background read (started once the body reached its end) is what the
+// deadline interrupts, net/http cancels the connection's context, and every
+// later request on a kept-alive connection would start with its context
+// already done: a session launched on it would be killed at once. Must be
+// called before the answer's header is written.
+func noReuse(w http.ResponseWriter) {
+	w.Header().Set("Connection", "close")
+}
+
 // serveStreamingRequest answers a request whose body is a RecordIO stream of
 // Calls; ATTACH_CONTAINER_INPUT is the only such call.
 func (a *Agent) serveStreamingRequest(w http.ResponseWriter, r *http.Request) {
+	noReuse(w)
 	rc := http.NewResponseController(w)
 	// Any answer but the one to a finished stream first stops reading the
 	// body: net/http would otherwise try to drain a stream the client is

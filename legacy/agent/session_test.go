@@ -340,6 +340,32 @@ func TestSessionWire(t *testing.T) {
 	if r2.StatusCode != http.StatusUnsupportedMediaType {
 		t.Fatalf("recordio of text/plain: %d", r2.StatusCode)
 	}
+	// An input connection is never kept alive (noReuse): whole input, the
+	// process ends on its EOF, and the answer closes the connection.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	sess := h.startSession(ctx, nestedID("p", "w3"), shellCmd("cat"), nil)
+	var in bytes.Buffer
+	enc := js.NewEncoder(func() framing.Writer { return recordio.NewWriter(&in) })
+	for _, c := range []*agent.Call{calls.AttachContainerInput(nestedID("p", "w3")), calls.AttachContainerInputData([]byte("x")), calls.AttachContainerInputData(nil)} {
+		if err := enc.Encode(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	req, _ = http.NewRequest(http.MethodPost, h.srv.URL+"/api/v1", &in)
+	req.Header.Set("Content-Type", mediaTypeRecordIO)
+	req.Header.Set("Message-Content-Type", string(js.Type))
+	r3, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r3.Body.Close()
+	if r3.StatusCode != http.StatusOK || !r3.Close {
+		t.Fatalf("ATTACH_CONTAINER_INPUT answered %d, connection kept alive: %v", r3.StatusCode, !r3.Close)
+	}
+	if out := readSession(t, sess, nil); out.stdout.String() != "x" {
+		t.Fatalf("session output %q", out.stdout.String())
+	}
 }
 
 // TestSessionLifetime: a session dies with its connection, with its parent,
