@@ -3,8 +3,11 @@ package provider
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -70,8 +73,11 @@ func newWorld(t *testing.T) *world {
 
 // provider starts a provider (a bridge process) whose published statuses
 // are written back to the fake pod cache, as the pod controller would.
-func (w *world) provider(ctx context.Context) *Provider {
+func (w *world) provider(ctx context.Context, tweak ...func(*Config)) *Provider {
 	cfg := &Config{}
+	for _, f := range tweak {
+		f(cfg)
+	}
 	cfg.Timeouts.HealthInterval.Duration = 200 * time.Millisecond
 	cfg.Timeouts.RestartBackoff.Duration = 100 * time.Millisecond
 	p := New(Options{NodeName: "node", Config: cfg, Client: w.agent, Log: testlog.New().WithField("test", w.t.Name()),
@@ -456,4 +462,48 @@ func TestRemoveWaitsForTheAgent(t *testing.T) {
 		t.Fatal("never released once the agent answered")
 	}
 	w.gone(translate.ContainerID(pod.UID, "main"))
+}
+
+// Containers beyond the WAIT budget are followed by the GET_CONTAINERS
+// sweep: while the budget stays taken by long runs, each exit beyond it
+// still reaches its pod, with its own code.
+func TestExitsBeyondTheWaitBudget(t *testing.T) {
+	w := newWorld(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p := w.provider(ctx, func(c *Config) { c.MaxWaits = 2 })
+	uids := 0
+	create := func(name, script string) {
+		uids++
+		pod := testPod(name, types.UID(fmt.Sprintf("22222222-2222-4222-8222-%012d", uids)), script)
+		w.add(pod)
+		if err := p.CreatePod(ctx, pod); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range []string{"long-a", "long-b"} {
+		create(name, "sleep 600")
+		wait(t, p, name, "running", running("main"))
+	}
+	// The short runs end together once the test says so.
+	gate := filepath.Join(t.TempDir(), "go")
+	const n = 6
+	for i := 0; i < n; i++ {
+		create(fmt.Sprintf("short-%d", i), fmt.Sprintf("while [ ! -e %s ]; do sleep 0.05; done; exit %d", gate, 10+i))
+	}
+	for i := 0; i < n; i++ {
+		wait(t, p, fmt.Sprintf("short-%d", i), "running", running("main"))
+	}
+	if long, swept := p.waits.following(); long != 2 || swept != n {
+		t.Fatalf("followed by WAIT %d, by the sweep %d; want 2 and %d", long, swept, n)
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		got := wait(t, p, fmt.Sprintf("short-%d", i), "failed", phase(corev1.PodFailed))
+		if term := got.Status.ContainerStatuses[0].State.Terminated; term == nil || term.ExitCode != int32(10+i) {
+			t.Fatalf("short-%d: terminated %+v, want exit code %d", i, term, 10+i)
+		}
+	}
 }

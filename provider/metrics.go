@@ -34,8 +34,13 @@ var (
 
 // states counts containers by state-machine state at scrape time, from the
 // records themselves, so the gauge cannot drift from the truth.
-var states = &stateCollector{desc: prometheus.NewDesc("vktitus_containers",
-	"Pod containers on the node, by state-machine state.", []string{"node", "state"}, nil)}
+var states = &stateCollector{
+	desc: prometheus.NewDesc("vktitus_containers",
+		"Pod containers on the node, by state-machine state.", []string{"node", "state"}, nil),
+	followedDesc: prometheus.NewDesc("vktitus_exits_followed",
+		"Container runs whose exit the node follows, by how: a WAIT_CONTAINER long poll (wait), or, beyond the WAIT budget (--max-waits), the GET_CONTAINERS sweep (sweep).",
+		[]string{"node", "by"}, nil),
+}
 
 // stateCollector reports every registered provider's containers by state.
 // Providers come and go with agents: a provider is dropped by unregister
@@ -47,21 +52,23 @@ var states = &stateCollector{desc: prometheus.NewDesc("vktitus_containers",
 // Lock rule: mu guards sources only; it is not held while counting (which
 // takes the providers' and records' locks).
 type stateCollector struct {
-	desc    *prometheus.Desc
-	mu      sync.Mutex
-	sources []stateSource // oldest first
+	desc, followedDesc *prometheus.Desc
+	mu                 sync.Mutex
+	sources            []stateSource // oldest first
 }
 
 // stateSource is one provider as the collector sees it; count is its
-// provider's containerStates (a seam for tests).
+// provider's containerStates and followed its waiter's following (seams for
+// tests; followed may be nil).
 type stateSource struct {
-	key   *Provider
-	node  string
-	count func() map[statemachine.State]int
+	key      *Provider
+	node     string
+	count    func() map[statemachine.State]int
+	followed func() (longPolls, swept int)
 }
 
 func (s *stateCollector) add(p *Provider) {
-	s.addSource(stateSource{key: p, node: p.opts.NodeName, count: p.containerStates})
+	s.addSource(stateSource{key: p, node: p.opts.NodeName, count: p.containerStates, followed: p.waits.following})
 }
 
 func (s *stateCollector) addSource(src stateSource) {
@@ -89,7 +96,10 @@ func (s *stateCollector) remove(p *Provider) {
 // process ever had, and report agents long gone).
 func unregister(p *Provider) { states.remove(p) }
 
-func (s *stateCollector) Describe(ch chan<- *prometheus.Desc) { ch <- s.desc }
+func (s *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- s.desc
+	ch <- s.followedDesc
+}
 
 func (s *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	s.mu.Lock()
@@ -103,9 +113,15 @@ func (s *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	s.mu.Unlock()
 	for _, node := range nodes {
-		counts := newest[node].count()
+		src := newest[node]
+		counts := src.count()
 		for _, st := range statemachine.States() {
 			ch <- prometheus.MustNewConstMetric(s.desc, prometheus.GaugeValue, float64(counts[st]), node, string(st))
+		}
+		if src.followed != nil {
+			long, swept := src.followed()
+			ch <- prometheus.MustNewConstMetric(s.followedDesc, prometheus.GaugeValue, float64(long), node, "wait")
+			ch <- prometheus.MustNewConstMetric(s.followedDesc, prometheus.GaugeValue, float64(swept), node, "sweep")
 		}
 	}
 }

@@ -15,6 +15,7 @@ func TestStatesDuplicateNodeGathers(t *testing.T) {
 	states.addSource(stateSource{key: oldP, node: "dup", count: func() map[statemachine.State]int { return map[statemachine.State]int{st: 1} }})
 	states.addSource(stateSource{key: newP, node: "dup", count: func() map[statemachine.State]int { return map[statemachine.State]int{st: 2} }})
 	other := &Provider{opts: Options{NodeName: "other"}} // counted for real: no pods
+	other.waits = newWaiter(other, 1)
 	states.add(other)
 	t.Cleanup(func() {
 		for _, p := range []*Provider{oldP, newP, other} {

@@ -69,10 +69,12 @@ func (w *waiter) cancel(id string) {
 	delete(w.overflow, id)
 }
 
-func (w *waiter) following() int {
+// following says how many runs are followed by a long poll, and how many
+// by the overflow sweep (the vktitus_exits_followed gauge).
+func (w *waiter) following() (longPolls, swept int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return len(w.active) + len(w.overflow)
+	return len(w.active), len(w.overflow)
 }
 
 func (w *waiter) longPoll(ctx context.Context, t target, id string) {
@@ -137,6 +139,11 @@ func (w *waiter) release(id string) {
 	}
 }
 
+// overflowSweepInterval paces the overflow's GET_CONTAINERS: once a second,
+// the kubelet's relist period, so an exit beyond the WAIT budget reaches the
+// pod within about a second, for the price of one list per agent per second.
+const overflowSweepInterval = time.Second
+
 // sweep follows the overflow with one GET_CONTAINERS per interval until it
 // is empty or the provider stops.
 func (w *waiter) sweep() {
@@ -147,7 +154,7 @@ func (w *waiter) sweep() {
 			w.sweeping = false
 			w.mu.Unlock()
 			return
-		case <-time.After(2 * time.Second):
+		case <-time.After(overflowSweepInterval):
 		}
 		w.mu.Lock()
 		if len(w.overflow) == 0 {

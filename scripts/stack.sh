@@ -15,8 +15,10 @@
 #                                  process dies: its supervisor and containers
 #                                  live on (own session), and `start agent-N`
 #                                  recovers them (--recover=reconnect)
-#   scripts/stack.sh start NAME    restart one component with its recorded
-#                                  command line, wait until it is healthy
+#   scripts/stack.sh start NAME [-- ARG...]
+#                                  restart one component with its recorded
+#                                  command line (plus ARGs, for this start
+#                                  only), wait until it is healthy
 #   scripts/stack.sh status        one line per component
 #   scripts/stack.sh sweep [agent-N]
 #                                  kill processes left behind by (stopped)
@@ -161,11 +163,12 @@ read_cmd() {
   while IFS= read -r line; do eval "printf '%s\n' $line"; done <"$CMDS/$1"
 }
 
-# launch NAME: start the recorded command line detached (own session, so it
+# launch NAME [ARG...]: start the recorded command line (plus ARGs) detached (own session, so it
 # survives make and the calling shell), stdin from /dev/null, output appended
 # to logs/NAME.log, pid (the program itself: setsid/nohup exec) to pids/NAME.pid.
 launch() {
   local name=$1 pid start
+  shift
   local -a cmd
   [ -f "$CMDS/$name" ] || die "no recorded command line for $name (run up first)"
   if running "$name"; then
@@ -173,6 +176,7 @@ launch() {
     return 0
   fi
   mapfile -t cmd < <(read_cmd "$name")
+  cmd+=("$@") # extra arguments of `start NAME -- ARG...`: not recorded
   mkdir -p "$LOGS" "$PIDS"
   start=$(date -u +%s)
   printf '==== %s starting %s: %s\n' "$(date -Is)" "$name" "${cmd[*]}" >>"$LOGS/$name.log"
@@ -1031,10 +1035,12 @@ main() {
     down) cmd_down ;;
     status) cmd_status ;;
     start)
-      [ $# -eq 1 ] || usage
+      [ $# -eq 1 ] || { [ $# -ge 2 ] && [ "$2" = -- ]; } || usage
+      local name=$1
+      shift $(($# > 1 ? 2 : 1))
       load_cp_bin
-      launch "$1"
-      wait_component "$1"
+      launch "$name" "$@"
+      wait_component "$name"
       ;;
     stop)
       [ $# -eq 1 ] || usage

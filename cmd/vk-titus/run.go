@@ -76,6 +76,8 @@ type opts struct {
 	identity, namespace string
 	leaseAPIQPS         float32
 	leaseAPIBurst       int
+	// maxWaits, when set, overrides the provider config's maxWaits.
+	maxWaits int
 }
 
 func envOr(key, def string) string {
@@ -128,6 +130,7 @@ func newRunCommand() *cobra.Command {
 	f.StringVar(&o.namespace, "namespace", envOr("POD_NAMESPACE", "vk-titus-system"), "namespace of the ownership leases (the bridge's own)")
 	f.Float32Var(&o.leaseAPIQPS, "lease-api-qps", 100, "QPS of the ownership leases' own client (every held node is renewed every 4 s)")
 	f.IntVar(&o.leaseAPIBurst, "lease-api-burst", 200, "burst of the ownership leases' own client")
+	f.IntVar(&o.maxWaits, "max-waits", 0, "WAIT_CONTAINER long polls per agent at most, beyond which containers are followed by a GET_CONTAINERS sweep every second (overrides the provider config's maxWaits; 0: the config's, default 4096)")
 	f.StringVar(&o.nodeIP, "node-ip", envOr("VKUBELET_POD_IP", "127.0.0.1"), "address the API server reaches this process's kubelet API at")
 	return cmd
 }
@@ -202,6 +205,12 @@ func run(ctx context.Context, o *opts) error {
 	cfg, err := provider.LoadConfig(o.providerConfig)
 	if err != nil {
 		return err
+	}
+	switch {
+	case o.maxWaits < 0:
+		return fmt.Errorf("--max-waits %d: must be at least 0", o.maxWaits)
+	case o.maxWaits > 0:
+		cfg.MaxWaits = o.maxWaits
 	}
 	if o.mesosCredentials != "" {
 		if o.mesosCred, err = mesosauth.LoadCredential(o.mesosCredentials); err != nil {
