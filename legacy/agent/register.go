@@ -10,8 +10,10 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"time"
 
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"github.com/sirupsen/logrus"
 
 	"github.com/vk-titus/vk-titus/discovery"
@@ -38,7 +40,13 @@ type Registrar struct {
 	// Run follows a zk:// master with a detector of its own.
 	det  *discovery.Detector
 	kick chan struct{}
+	// fresh is set once the agent shut down its containers on the master's
+	// refusal, until a registration succeeds (protocol.RegisterRequest.Fresh).
+	fresh bool
 }
+
+// errRemoved is the master's refusal of a removed agent (410 Gone).
+var errRemoved = errors.New("the master removed this agent")
 
 func checkMasterURL(m string) error {
 	switch {
@@ -196,6 +204,16 @@ func (r *Registrar) Run(ctx context.Context) error {
 			default:
 			}
 		}
+		if errors.Is(err, errRemoved) && !r.fresh {
+			// As a Mesos agent told to shut down by its master: its
+			// containers end (their pods were declared lost meanwhile), and
+			// it comes back as a new, empty agent.
+			r.log.WithError(err).Warn("the master removed this agent: shutting down every container and registering anew")
+			r.a.shutdownContainers()
+			r.fresh = true
+			timer.Reset(0)
+			continue
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -213,7 +231,7 @@ func (r *Registrar) Run(ctx context.Context) error {
 				"master_id": resp.MasterID, "url": leaderURL, "registered": resp.Registered,
 			}).Info("registered with the leading master")
 		}
-		failing, lastMaster, retry = false, resp.MasterID, 250*time.Millisecond
+		failing, lastMaster, retry, r.fresh = false, resp.MasterID, 250*time.Millisecond, false
 		interval = r.interval
 		if hb := resp.HeartbeatInterval(); hb > 0 && hb < interval {
 			interval = hb
@@ -241,6 +259,9 @@ func (r *Registrar) register(ctx context.Context, base string) (*protocol.Regist
 	if res.StatusCode == http.StatusUnauthorized {
 		return nil, mesosauth.Unauthorized("master "+res.Request.URL.Host, "--credential", r.a.cfg.Credential)
 	}
+	if res.StatusCode == http.StatusGone {
+		return nil, fmt.Errorf("%w: %s", errRemoved, strings.TrimSpace(string(b)))
+	}
 	if res.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("master answered %s: %s", res.Status, strings.TrimSpace(string(b)))
 	}
@@ -257,7 +278,43 @@ func (r *Registrar) request() *protocol.RegisterRequest {
 		Endpoint:   r.endpoint,
 		Version:    Version,
 		Containers: r.a.runningContainers(),
+		Fresh:      r.fresh,
 	}
+}
+
+// shutdownGrace bounds the wait for one SIGKILLed container to be reaped.
+const shutdownGrace = 30 * time.Second
+
+// shutdownContainers ends every container as a Mesos agent does when its
+// master shuts it down: each is SIGKILLed and, once ended, removed with its
+// sandbox and checkpoint, so that the agent registers anew with nothing of
+// its former self.
+func (a *Agent) shutdownContainers() {
+	a.mu.Lock()
+	all := make([]*container, 0, len(a.containers))
+	for _, c := range a.containers {
+		all = append(all, c)
+	}
+	a.mu.Unlock()
+	for _, c := range all {
+		if err := a.kill(mesos.ContainerID{Value: c.id}, syscall.SIGKILL); err != nil {
+			a.log.WithError(err).WithField("container", c.id).Warn("shutdown: kill failed")
+		}
+	}
+	for _, c := range all {
+		t := time.NewTimer(shutdownGrace)
+		select {
+		case <-c.done:
+		case <-t.C:
+			a.log.WithField("container", c.id).Error("shutdown: the container did not end after SIGKILL; left in place")
+			continue
+		}
+		t.Stop()
+		if err := a.remove(mesos.ContainerID{Value: c.id}); err != nil {
+			a.log.WithError(err).WithField("container", c.id).Warn("shutdown: remove failed")
+		}
+	}
+	a.log.WithField("containers", len(all)).Info("shutdown on the master's order: every container killed and removed")
 }
 
 // runningContainers lists running containers with the resources they were

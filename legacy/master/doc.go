@@ -20,6 +20,12 @@
 // it disappears from GET_AGENTS (as in Mesos, removed agents are not
 // listed; recovered_agents stays empty because this master keeps no
 // registry across failovers) and its live legacy tasks become TASK_LOST.
+// Its id is remembered (up to maxRemovedAgents): when it comes back, its
+// re-registration is refused with 410 Gone, and the agent, as a Mesos agent
+// the master shuts down, kills and removes every container, then registers
+// anew with nothing of its former self (RegisterRequest.Fresh). Mesos gives
+// such an agent a new id; the reference agent keeps its configured one. The
+// ids are not kept across failovers (no registry): a new leader accepts them.
 // A newly elected leader starts empty: agents re-register as soon as they
 // see the leader change in ZooKeeper, and the legacy containers they report
 // are adopted as TASK_RUNNING tasks.

@@ -295,6 +295,8 @@ func statusOf(err error) int {
 		return http.StatusConflict
 	case errors.Is(err, ErrUnknownTask):
 		return http.StatusNotFound
+	case errors.Is(err, errAgentRemoved):
+		return http.StatusGone
 	case errors.Is(err, ErrNotLeader), errors.Is(err, ErrNoAgents):
 		return http.StatusServiceUnavailable
 	}

@@ -166,7 +166,15 @@ var (
 	ErrUnknownTask = errors.New("unknown task")
 
 	errBadRegistration = errors.New("bad registration")
+	// errAgentRemoved: a re-registration of an agent this master removed:
+	// 410, and the agent must shut down its containers and register anew.
+	errAgentRemoved = errors.New("agent was removed")
 )
+
+// maxRemovedAgents bounds the ids of removed agents a master remembers (the
+// registry's --registry_max_agent_count in Mesos); past it the oldest is
+// forgotten.
+const maxRemovedAgents = 10000
 
 // Master is the reference legacy master: leader election in ZooKeeper, an
 // agent registry fed by agents' registrations, the Mesos v1 master operator
@@ -189,8 +197,11 @@ type Master struct {
 	termCtx    context.Context // cancelled when this master stops leading
 	termCancel context.CancelFunc
 	agents     map[string]*agentState
-	tasks      map[TaskID]*task
-	clients    map[string]*agentclient.Client
+	// removed are the agents this leader removed, by id → when: their
+	// re-registration is refused (bounded by maxRemovedAgents).
+	removed map[string]time.Time
+	tasks   map[TaskID]*task
+	clients map[string]*agentclient.Client
 	// term counts this master's leaderships; jobs is the job table of the
 	// current one, nil while it is being loaded (or when not leading).
 	term uint64
@@ -264,6 +275,7 @@ func New(cfg Config) (*Master, error) {
 		started:  time.Now(),
 		auth:     auth,
 		agents:   map[string]*agentState{},
+		removed:  map[string]time.Time{},
 		tasks:    map[TaskID]*task{},
 		clients:  map[string]*agentclient.Client{},
 		jobsKick: make(chan struct{}, 1),
@@ -392,6 +404,7 @@ func (m *Master) setLeading(v bool) {
 	if v {
 		m.electedAt = time.Now()
 		m.agents = map[string]*agentState{}
+		m.removed = map[string]time.Time{}
 		m.tasks = map[TaskID]*task{}
 		m.term++
 		m.jobs = nil
@@ -443,6 +456,15 @@ func (m *Master) register(req *protocol.RegisterRequest) (protocol.RegisterRespo
 		return protocol.RegisterResponse{}, ErrNotLeader
 	}
 	a := m.agents[id]
+	if at, ok := m.removed[id]; ok && a == nil {
+		if !req.Fresh {
+			m.mu.Unlock()
+			return protocol.RegisterResponse{}, fmt.Errorf("%w: agent %s was removed at %s (missed heartbeats); it must shut down its containers and register anew",
+				errAgentRemoved, id, at.Format(time.RFC3339))
+		}
+		delete(m.removed, id)
+		m.log.WithField("agent", id).Info("removed agent registers anew, empty")
+	}
 	isNew := a == nil
 	if isNew {
 		a = &agentState{registered: now}
@@ -593,6 +615,7 @@ func (m *Master) removeExpired(now time.Time) {
 			continue
 		}
 		delete(m.agents, id)
+		m.rememberRemovedLocked(id, now)
 		m.log.WithFields(logrus.Fields{"agent": id, "last_seen": a.lastSeen.Format(time.RFC3339Nano)}).
 			Warn("agent removed: no re-registration within the agent timeout")
 		for _, t := range m.tasks {
@@ -604,6 +627,21 @@ func (m *Master) removeExpired(now time.Time) {
 			}
 		}
 	}
+}
+
+// rememberRemovedLocked records that id was removed at now, forgetting the
+// oldest removal past maxRemovedAgents. Call with m.mu held.
+func (m *Master) rememberRemovedLocked(id string, now time.Time) {
+	if len(m.removed) >= maxRemovedAgents {
+		oldest, first := "", time.Time{}
+		for rid, at := range m.removed {
+			if oldest == "" || at.Before(first) {
+				oldest, first = rid, at
+			}
+		}
+		delete(m.removed, oldest)
+	}
+	m.removed[id] = now
 }
 
 // AgentView is one registered agent as the Go API shows it.

@@ -502,3 +502,49 @@ func TestTasksAdoptedAfterFailover(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, "TASK_KILLED", func() bool { task, _ := m2.Task(id); return task.State == mesos.TASK_KILLED })
 }
+
+// A removed agent that comes back is refused, as Mesos shuts such an agent
+// down: it kills and removes every container, then registers anew, empty.
+func TestRemovedAgentComesBackEmpty(t *testing.T) {
+	addr, _ := zktest.Start(t)
+	zkURL := "zk://" + addr + "/mesos"
+	m := startMaster(t, "m1", zkURL)
+	eventually(t, 10*time.Second, "m1 to lead", m.IsLeader)
+	ag := startAgent(t, "agent-0", zkURL, "cpus:4;mem:2048;disk:1000")
+	eventually(t, 10*time.Second, "the agent in GET_AGENTS", func() bool { return len(getAgents(t, m.url)) == 1 })
+
+	cl := agentclient.New(ag.url, agentclient.Options{})
+	cmd, shell := "sleep 300", true
+	if _, err := cl.Launch(context.Background(), "vkt-pod-c1", &translate.Launch{
+		Command: &mesos.CommandInfo{Value: &cmd, Shell: &shell}, Resources: Resources{"cpus": 0.25, "mem": 128}.Mesos(),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// Silent past the agent timeout: removed, its container still running.
+	ag.cancel()
+	<-ag.done
+	eventually(t, 10*time.Second, "the agent to be removed", func() bool { return len(getAgents(t, m.url)) == 0 })
+	if cs, err := cl.Containers(context.Background()); err != nil || len(cs) != 1 {
+		t.Fatalf("containers before it comes back: %v, %v", cs, err)
+	}
+
+	reg, err := ag.a.NewRegistrar()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); reg.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	var back []mmaster.Response_GetAgents_Agent
+	eventually(t, 45*time.Second, "the agent back", func() bool {
+		back = getAgents(t, m.url)
+		return len(back) == 1
+	})
+	if _, err := cl.Wait(context.Background(), "vkt-pod-c1"); !errors.Is(err, agentclient.ErrNotFound) {
+		t.Fatalf("the container of the removed agent is still known: WAIT answered %v", err)
+	}
+	if cpus := scalar(back[0].AllocatedResources, "cpus"); cpus != 0 {
+		t.Fatalf("the agent came back with %v cpus allocated, want none", cpus)
+	}
+}

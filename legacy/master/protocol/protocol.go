@@ -80,6 +80,14 @@ type RegisterRequest struct {
 	// ended), all of them: the master accounts every one against the
 	// agent's resources so the legacy path never overbooks.
 	Containers []Container `json:"containers"`
+	// Fresh says the agent comes without its former self: it shut down every
+	// container on a master's refusal (410 Gone: the master removed it) and
+	// registers as a new agent. Mesos tells the two apart by message
+	// (RegisterSlaveMessage vs ReregisterSlaveMessage), and a removed agent
+	// comes back under a new id; the reference agent keeps its configured id
+	// (the stack names nodes after it), so a master accepts a removed id
+	// again only when Fresh.
+	Fresh bool `json:"fresh,omitempty"`
 }
 
 // Container is one running container as an agent reports it.
