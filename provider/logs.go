@@ -397,8 +397,3 @@ func (p *Provider) running(namespace, podName, container, id string) bool {
 	}
 	return false
 }
-
-// PortForward is not possible: containers share the agent's host network.
-func (p *Provider) PortForward(ctx context.Context, namespace, pod string, port int32, stream io.ReadWriteCloser) error {
-	return errdefs.InvalidInputf("port-forward to %s/%s: not supported; pods use the agent's host network at %s", namespace, pod, p.hostIP)
-}
