@@ -18,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/vk-titus/vk-titus/integration/stack"
@@ -93,6 +94,19 @@ func virtualPod(name string, script string) *corev1.Pod {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// httpServerPod runs script, which ends serving HTTP on port with python3
+// (the catalog's python image), Ready while path answers (probed every
+// second).
+func httpServerPod(name, script string, port int, path string) *corev1.Pod {
+	pod := virtualPod(name, script)
+	pod.Spec.Containers[0].Image = "python"
+	pod.Spec.Containers[0].ReadinessProbe = &corev1.Probe{
+		ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromInt32(int32(port))}},
+		PeriodSeconds: 1, FailureThreshold: 1, SuccessThreshold: 1,
+	}
+	return pod
+}
 
 func create(t *testing.T, pod *corev1.Pod) *corev1.Pod {
 	t.Helper()

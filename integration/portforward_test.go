@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // syncBuffer is a bytes.Buffer a process writes while the test reads it.
@@ -80,13 +78,7 @@ func portForward(t *testing.T, pod string, local, remote int) (stdout, stderr *s
 func TestKubectlPortForward(t *testing.T) {
 	port := freePort(t)
 	script := fmt.Sprintf(`echo served-through-the-forward > page.txt; exec python3 -m http.server %d --bind 127.0.0.1`, port)
-	pod := virtualPod("forwardme", script)
-	pod.Spec.Containers[0].Image = "python"
-	pod.Spec.Containers[0].ReadinessProbe = &corev1.Probe{
-		ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/page.txt", Port: intstr.FromInt32(int32(port))}},
-		PeriodSeconds: 1, FailureThreshold: 1, SuccessThreshold: 1,
-	}
-	create(t, pod)
+	create(t, httpServerPod("forwardme", script, port, "/page.txt"))
 	t.Cleanup(func() {
 		kubectl(t, "delete", "pod", "-n", ns, "forwardme", "--wait=false")
 		waitGone(t, "forwardme", 60*time.Second)

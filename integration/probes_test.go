@@ -36,13 +36,7 @@ func TestReadinessProbeDrivesReady(t *testing.T) {
 	// The container serves its sandbox over HTTP; /ready exists, then is
 	// gone for a while, then is back.
 	script := fmt.Sprintf(`touch ready; (sleep 6; rm ready; sleep 8; touch ready) & exec python3 -m http.server %d --bind 127.0.0.1`, port)
-	pod := virtualPod("readiness", script)
-	pod.Spec.Containers[0].Image = "python"
-	pod.Spec.Containers[0].ReadinessProbe = &corev1.Probe{
-		ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromInt32(int32(port))}},
-		PeriodSeconds: 1, FailureThreshold: 1, SuccessThreshold: 1,
-	}
-	create(t, pod)
+	create(t, httpServerPod("readiness", script, port, "/ready"))
 	waitPod(t, "readiness", 60*time.Second, "Ready", podReady)
 	p := waitPod(t, "readiness", 30*time.Second, "not Ready", func(p *corev1.Pod) bool { return !podReady(p) })
 	if p.Status.Phase != corev1.PodRunning || p.Status.ContainerStatuses[0].State.Running == nil {
