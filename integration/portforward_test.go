@@ -11,7 +11,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
 )
 
 // syncBuffer is a bytes.Buffer a process writes while the test reads it.
