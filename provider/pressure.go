@@ -135,7 +135,7 @@ func (f figures) logFields() logrus.Fields {
 	for _, src := range signalSources {
 		for _, k := range []string{src.value, src.capacity} {
 			if v, ok := f.values[k]; ok {
-				fields[k] = v
+				fields[k] = int64(v) // bytes and inodes
 			}
 		}
 	}
