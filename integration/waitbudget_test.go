@@ -32,7 +32,7 @@ func TestExitsBeyondWaitBudget(t *testing.T) {
 		waitNodeQuiet(t, env.NodeName, 3*time.Minute)
 	})
 	cleanupGroup(t, "budget")
-	if err := env.StartWith("vk-titus", "--max-waits", fmt.Sprint(budget)); err != nil {
+	if err := env.StartWithArgs("vk-titus", "--max-waits", fmt.Sprint(budget)); err != nil {
 		t.Fatal(err)
 	}
 

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -26,7 +27,9 @@ const KubeletVersion = "v1.35.4-vk-titus"
 // health follows the agent's health and owns the node's status: Ready is the
 // agent answering. The bridge itself answering is what Ping (the lease)
 // reports, so a dead agent shows as NotReady at once instead of the node
-// going Unknown when its heartbeat stops.
+// going Unknown when its heartbeat stops. The pressure conditions come from
+// the agent's figures (GET_METRICS), read with each health check while the
+// agent answers and thresholds are set (Options.Eviction; pressure.go).
 type health struct {
 	p *Provider
 
@@ -35,6 +38,7 @@ type health struct {
 	upCh   chan struct{} // closed while the agent answers
 	live   *liveSet      // the agent's containers as last listed; nil: not listed since it came into view
 	info   agentclient.Info
+	figs   figures               // the agent's figures as last read
 	legacy agentclient.Resources // held by the legacy platform's own tasks
 	since  time.Time             // when the agent stopped answering
 	// refused: the agent answers but refuses the bridge's credentials. It
@@ -147,10 +151,12 @@ func (h *health) applyInfo() {
 	}
 }
 
-// applyReady sets the node conditions from the agent's health (h.mu held).
-func (h *health) applyReady() {
+// applyReady sets the node conditions from the agent's health and figures
+// (h.mu held). It reports whether a condition's status, reason or message
+// changed: the node's status is worth writing then.
+func (h *health) applyReady() bool {
 	if h.node == nil {
-		return
+		return false
 	}
 	now := metav1.Now()
 	ready := corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
@@ -163,20 +169,60 @@ func (h *health) applyReady() {
 		ready.Status, ready.Reason = corev1.ConditionFalse, "AgentUnreachable"
 		ready.Message = "legacy agent " + h.p.agent.Endpoint() + " does not answer"
 	}
-	conds := []corev1.NodeCondition{ready}
-	for _, t := range []corev1.NodeConditionType{corev1.NodeMemoryPressure, corev1.NodeDiskPressure, corev1.NodePIDPressure, corev1.NodeNetworkUnavailable} {
-		conds = append(conds, corev1.NodeCondition{Type: t, Status: corev1.ConditionFalse, Reason: "AgentHasNoPressure",
-			LastHeartbeatTime: now, LastTransitionTime: now})
+	// Figures of an agent that does not answer are not at hand, whatever
+	// was read last.
+	figs := h.figs
+	switch {
+	case h.refused != nil:
+		figs = figures{err: h.refused}
+	case !h.up:
+		figs = figures{err: errors.New(ready.Message)}
 	}
-	for i, c := range conds {
-		for _, old := range h.node.Status.Conditions {
-			if old.Type == c.Type && old.Status == c.Status && !old.LastTransitionTime.IsZero() {
-				conds[i].LastTransitionTime = old.LastTransitionTime
+	conds := append([]corev1.NodeCondition{ready}, pressureConditionsFor(h.p.opts.Eviction, figs)...)
+	conds = append(conds, corev1.NodeCondition{Type: corev1.NodeNetworkUnavailable, Status: corev1.ConditionFalse, Reason: "AgentHasNoPressure"})
+	changed := false
+	for i := range conds {
+		c := &conds[i]
+		c.LastHeartbeatTime, c.LastTransitionTime = now, now
+		var old *corev1.NodeCondition
+		for j := range h.node.Status.Conditions {
+			if h.node.Status.Conditions[j].Type == c.Type {
+				old = &h.node.Status.Conditions[j]
+			}
+		}
+		if old != nil && old.Status == c.Status && !old.LastTransitionTime.IsZero() {
+			c.LastTransitionTime = old.LastTransitionTime
+		}
+		if old == nil || old.Status != c.Status || old.Reason != c.Reason || old.Message != c.Message {
+			changed = true
+			if h.up { // an agent away is logged as such, once
+				h.logPressure(old, c, figs)
 			}
 		}
 	}
 	h.node.Status.Conditions = conds
 	h.node.Status.Phase = corev1.NodeRunning
+	return changed
+}
+
+// logPressure logs a pressure condition that changed, with the figures it
+// was read from; the first one of a node only when it is not False.
+func (h *health) logPressure(old, c *corev1.NodeCondition, figs figures) {
+	switch c.Type {
+	case corev1.NodeMemoryPressure, corev1.NodeDiskPressure, corev1.NodePIDPressure:
+	default:
+		return
+	}
+	if old == nil && c.Status == corev1.ConditionFalse {
+		return
+	}
+	log := h.p.log.WithFields(figs.logFields()).WithFields(logrus.Fields{
+		"condition": c.Type, "status": c.Status, "reason": c.Reason, "message": c.Message})
+	if c.Status == corev1.ConditionFalse {
+		log.Info("node condition changed")
+	} else {
+		log.Warn("node condition changed")
+	}
 }
 
 // Start asks the agent who it is and what runs on it, before the node is
@@ -210,6 +256,12 @@ func (h *health) check(ctx context.Context) error {
 	if err == nil {
 		info, err = h.p.agent.Agent(ctx)
 	}
+	var figs figures
+	if err == nil && !h.p.opts.Eviction.Empty() {
+		// One GET_METRICS per check, only while the agent answers: its
+		// failure leaves the pressure conditions Unknown, never Ready.
+		figs.values, figs.err = h.p.agent.Metrics(ctx)
+	}
 	h.mu.Lock()
 	relist := !h.up || h.live == nil
 	h.mu.Unlock()
@@ -234,7 +286,6 @@ func (h *health) check(ctx context.Context) error {
 	if refused && h.refused == nil {
 		h.p.log.WithError(err).Error("the agent refuses the bridge's credentials: the node stays NotReady until they are fixed")
 	}
-	reasonChanged := refused != (h.refused != nil)
 	h.refused = nil
 	if refused {
 		h.refused = err
@@ -250,6 +301,7 @@ func (h *health) check(ctx context.Context) error {
 	}
 	if h.up {
 		h.info = info
+		h.figs = figs
 		if relist && listErr == nil {
 			h.live = live
 		}
@@ -262,11 +314,8 @@ func (h *health) check(ctx context.Context) error {
 		h.live = nil // what it held is unknown until it answers again
 	}
 	changed := was != h.up
-	if changed || reasonChanged {
-		h.applyReady()
-	}
 	var node *corev1.Node
-	if h.node != nil && (changed || reasonChanged) {
+	if h.applyReady() {
 		node = h.node.DeepCopy()
 	}
 	cb := h.notify
@@ -286,7 +335,7 @@ func (h *health) check(ctx context.Context) error {
 	}
 	if !changed {
 		if node != nil && cb != nil {
-			cb(node) // the NotReady reason changed
+			cb(node) // the NotReady reason or a pressure condition changed
 		}
 		return err
 	}

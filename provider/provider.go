@@ -69,7 +69,11 @@ type Options struct {
 	// release is refused with once it may not. The node is being stopped
 	// then; nothing is retried.
 	Fence func() error
-	Log   *logrus.Entry
+	// Eviction are the thresholds of the node's pressure conditions
+	// (--eviction-hard). The zero value has none: every pressure condition
+	// is False and the agent's figures are never asked for.
+	Eviction Thresholds
+	Log      *logrus.Entry
 }
 
 // Provider implements nodeutil.Provider and node.PodNotifier for one agent.

@@ -78,6 +78,8 @@ type opts struct {
 	leaseAPIBurst       int
 	// maxWaits, when set, overrides the provider config's maxWaits.
 	maxWaits int
+	// evictionHard are the thresholds of the nodes' pressure conditions.
+	evictionHard provider.Thresholds
 }
 
 func envOr(key, def string) string {
@@ -104,6 +106,8 @@ func newRunCommand() *cobra.Command {
 	f.StringVar(&o.nodeName, "nodename", "vk-titus", "kubernetes node name (the first agent's node; others get -<index>)")
 	f.StringVar(&o.providerName, "provider", "titus", "cloud provider (only titus)")
 	f.StringVar(&o.providerConfig, "provider-config", "", "provider config file (YAML or JSON): agents, resources, timeouts")
+	o.evictionHard = provider.DefaultThresholds()
+	f.Var(&o.evictionHard, "eviction-hard", "thresholds of the nodes' MemoryPressure and DiskPressure, as the kubelet's: signal<quantity or signal<percentage of the agent's figures, comma-separated (memory.available, nodefs.available, nodefs.inodesFree); \"\" sets none")
 	f.StringVar(&o.os, "os", "Linux", "operating system the node reports")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
@@ -323,7 +327,7 @@ func newNode(ctx context.Context, o *opts, cfg *provider.Config, client kubernet
 			Client: agentclient.New(agent.Endpoint, agentclient.Options{
 				CallTimeout: cfg.Timeouts.AgentCall.Duration, Observe: provider.ObserveAgentCall, Credential: o.mesosCred}),
 			Recorder: recorder, Pods: pc.Pods, ConfigMaps: pc.ConfigMaps, Secrets: pc.Secrets, PodClient: client.CoreV1(),
-			Fence: fence, Log: log,
+			Fence: fence, Eviction: o.evictionHard, Log: log,
 		})
 		prov.Start(ctx)
 		// Taints first: once ConfigureNode has it, the spec is the

@@ -1,7 +1,6 @@
 package stack
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,55 +15,10 @@ func (e *Env) AgentWorkDir(i int) string {
 
 // StartWithArgs starts a stopped component with extra arguments appended
 // to the command line `up` recorded (for example agent-0 with
-// "--recover=cleanup"), then puts the recorded command line back, so a
-// later Start runs the component as `up` configured it. The stack script
-// has no such option (yet): this rewrites .local/cmd/NAME for the moment
-// of the start, under the stack lock.
+// "--recover=cleanup"), for this start only (`stack.sh start NAME -- ARG...`):
+// a later Start runs the component as `up` configured it.
 func (e *Env) StartWithArgs(name string, extra ...string) error {
-	path := filepath.Join(e.StackRoot, "cmd", name)
-	orig, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("stack: recorded command line of %s: %w", name, err)
-	}
-	var b strings.Builder
-	b.Write(orig)
-	if len(orig) > 0 && orig[len(orig)-1] != '\n' {
-		b.WriteByte('\n')
-	}
-	for _, a := range extra {
-		// stack.sh reads each line through eval "printf '%s\n' LINE":
-		// single-quote the argument.
-		b.WriteString("'" + strings.ReplaceAll(a, "'", `'\''`) + "'\n")
-	}
-	unlock, err := e.lock()
-	if err != nil {
-		return err
-	}
-	err = os.WriteFile(path, []byte(b.String()), 0o644)
-	unlock()
-	if err != nil {
-		return err
-	}
-	startErr := e.Start(name)
-	unlock, err = e.lock()
-	if err != nil {
-		return errors.Join(startErr, err)
-	}
-	defer unlock()
-	return errors.Join(startErr, os.WriteFile(path, orig, 0o644))
-}
-
-// lock takes the stack lock stack.sh takes (flock on .local/.lock).
-func (e *Env) lock() (func(), error) {
-	f, err := os.OpenFile(filepath.Join(e.StackRoot, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return func() { f.Close() }, nil
+	return e.script(append([]string{"start", name, "--"}, extra...)...)
 }
 
 // Freeze stops a running component with SIGSTOP (it keeps its sockets but

@@ -320,12 +320,6 @@ func (e *Env) Kill(name string) error { return e.script("kill", name) }
 // node is Ready). Starting a running component does nothing.
 func (e *Env) Start(name string) error { return e.script("start", name) }
 
-// StartWith is Start with extra arguments appended to the recorded command
-// line, for this start only: the next Start runs the recorded one again.
-func (e *Env) StartWith(name string, args ...string) error {
-	return e.script(append([]string{"start", name, "--"}, args...)...)
-}
-
 // Pid is the pid of a running component, from .local/pids/NAME.pid.
 func (e *Env) Pid(name string) (int, error) {
 	b, err := os.ReadFile(filepath.Join(e.StackRoot, "pids", name+".pid"))

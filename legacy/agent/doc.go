@@ -4,13 +4,15 @@
 // A bridge built on mesos-go's agent/calls, httpcli and httpcli/httpagent
 // talks to it as to a Mesos agent.
 //
-// Supported calls: GET_HEALTH, GET_VERSION, GET_AGENT, GET_CONTAINERS
-// (standalone containers are listed only with show_standalone=true, as in
-// Mesos), LAUNCH_CONTAINER, WAIT_CONTAINER, KILL_CONTAINER, REMOVE_CONTAINER
-// and READ_FILE; for exec and attach, LAUNCH_NESTED_CONTAINER_SESSION,
-// ATTACH_CONTAINER_INPUT/OUTPUT and the *_NESTED_CONTAINER calls, for
-// sessions nested one level in standalone containers (session.go). Other
-// known call types answer 501.
+// Supported calls: GET_HEALTH, GET_VERSION, GET_AGENT, GET_METRICS (the
+// host's real figures: Mesos's system/* gauges, plus work_dir/* figures of
+// the sandbox file system that Mesos does not have; metrics.go),
+// GET_CONTAINERS (standalone containers are listed only with
+// show_standalone=true, as in Mesos), LAUNCH_CONTAINER, WAIT_CONTAINER,
+// KILL_CONTAINER, REMOVE_CONTAINER and READ_FILE; for exec and attach,
+// LAUNCH_NESTED_CONTAINER_SESSION, ATTACH_CONTAINER_INPUT/OUTPUT and the
+// *_NESTED_CONTAINER calls, for sessions nested one level in standalone
+// containers (session.go). Other known call types answer 501.
 //
 // What a container is here, and why it differs from Mesos:
 //

@@ -209,6 +209,11 @@ func (a *Agent) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			Type:     agent.Response_GET_AGENT,
 			GetAgent: &agent.Response_GetAgent{AgentInfo: &info},
 		})
+	case agent.Call_GET_METRICS:
+		writeResponse(w, respCodec, &agent.Response{
+			Type:       agent.Response_GET_METRICS,
+			GetMetrics: &agent.Response_GetMetrics{Metrics: a.metrics()},
+		})
 	case agent.Call_GET_CONTAINERS:
 		writeResponse(w, respCodec, &agent.Response{
 			Type:          agent.Response_GET_CONTAINERS,

@@ -19,6 +19,9 @@ func reapPid(int) (syscall.WaitStatus, bool)                           { return 
 func killGroup(int, syscall.Signal) error                              { return errUnsupported }
 func raiseNofileLimit() (uint64, uint64, error)                        { return 0, 0, errUnsupported }
 func countOpenFDs() int                                                { return -1 }
+func hostMemory() (uint64, uint64, error)                              { return 0, 0, errUnsupported }
+func loadAverages() (float64, float64, float64, error)                 { return 0, 0, 0, errUnsupported }
+func fsFigures(string) (fsStat, error)                                 { return fsStat{}, errUnsupported }
 
 type procStat struct {
 	pgrp                 int
