@@ -51,7 +51,11 @@ func indexRuns(runs []Run) map[string][]Run {
 // API reports for a pod container with the run the agent logged: the exit
 // code must be the real one, and a container reported terminated must not
 // still run. Runs the launch logs do not know are not judged (a container
-// that never launched, say).
+// that never launched, say), nor is the code of a container reported lost
+// (ContainerStatusUnknown) in a pod lost with its node (NodeLost): its agent
+// was declared gone, the bridge says it does not know the exit (the
+// kubelet's 137 for an unknown status), as Mesos says TASK_LOST — an end the
+// agent logged while it was cut off is not one the bridge could have seen.
 func CheckExitCodes(pods []corev1.Pod, runs []Run) []Violation {
 	byID := indexRuns(runs)
 	var out []Violation
@@ -71,7 +75,7 @@ func CheckExitCodes(pods []corev1.Pod, runs []Run) []Violation {
 				switch {
 				case r.Alive:
 					out = append(out, Violation{KindTerminatedRun, subject, fmt.Sprintf("reported terminated (exit %d, %s) but still runs: %s", term.ExitCode, term.Reason, r)})
-				case r.Exited && !r.ExitUnknown && r.ExitCode() != term.ExitCode:
+				case r.Exited && !r.ExitUnknown && r.ExitCode() != term.ExitCode && !lostWithNode(&p, term):
 					out = append(out, Violation{KindExitCode, subject, fmt.Sprintf("reported exit code %d (%s), the agent logged %d: %s", term.ExitCode, term.Reason, r.ExitCode(), r)})
 				}
 			}
@@ -280,4 +284,10 @@ func CheckJobs(jobs []batchv1.Job, pods []corev1.Pod) []Violation {
 		}
 	}
 	return out
+}
+
+// lostWithNode says term reports an unknown end of a container whose pod was
+// lost with its node.
+func lostWithNode(p *corev1.Pod, term *corev1.ContainerStateTerminated) bool {
+	return p.Status.Reason == "NodeLost" && term.Reason == "ContainerStatusUnknown"
 }

@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 const uid = "0b0e7f3c-3c5e-4c3e-9b1e-0123456789ab"
@@ -72,5 +75,22 @@ func TestScheduleReplayable(t *testing.T) {
 		if f.At+f.Down > 20*time.Minute {
 			t.Errorf("fault past the end: %s", f)
 		}
+	}
+}
+
+func TestCheckExitCodesLostWithNode(t *testing.T) {
+	run := Run{Agent: "agent-0", ID: "vkt-" + uid + "-main", Pid: 1, Exited: true, Code: 1}
+	pod := func(podReason string) corev1.Pod {
+		return corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", UID: uid},
+			Status: corev1.PodStatus{Reason: podReason, ContainerStatuses: []corev1.ContainerStatus{{Name: "main",
+				State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 137, Reason: "ContainerStatusUnknown"}}}}},
+		}
+	}
+	if v := CheckExitCodes([]corev1.Pod{pod("NodeLost")}, []Run{run}); len(v) != 0 {
+		t.Errorf("an unknown end in a pod lost with its node was judged: %v", v)
+	}
+	if v := CheckExitCodes([]corev1.Pod{pod("")}, []Run{run}); len(v) != 1 || v[0].Kind != KindExitCode {
+		t.Errorf("an unknown end while the node stayed: %v", v)
 	}
 }
