@@ -179,7 +179,11 @@ func (h *health) applyReady() bool {
 		figs = figures{err: errors.New(ready.Message)}
 	}
 	conds := append([]corev1.NodeCondition{ready}, pressureConditionsFor(h.p.opts.Eviction, figs)...)
-	conds = append(conds, corev1.NodeCondition{Type: corev1.NodeNetworkUnavailable, Status: corev1.ConditionFalse, Reason: "AgentHasNoPressure"})
+	// The kubelet leaves NetworkUnavailable to the network plugin; here the
+	// containers share the agent's host network, which is there whenever
+	// the agent is.
+	conds = append(conds, corev1.NodeCondition{Type: corev1.NodeNetworkUnavailable, Status: corev1.ConditionFalse,
+		Reason: "AgentHostNetwork", Message: "containers run on the legacy agent's host network"})
 	changed := false
 	for i := range conds {
 		c := &conds[i]
