@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The local stack for development and the end-to-end tests: a real Kubernetes
 # control plane (etcd, kube-apiserver, kube-scheduler, kube-controller-manager,
-# built by scripts/controlplane.sh), ZooKeeper, N legacy agents and vk-titus,
-# all on 127.0.0.1 but the virtual nodes' address, which is in a network
-# namespace of the stack's own (see setup_netns), all state under
-# <repo>/.local.
+# built by scripts/controlplane.sh), ZooKeeper, N legacy agents, vk-titus and
+# metrics-server (built by scripts/metrics-server.sh), all on 127.0.0.1 but
+# the virtual nodes' address, which is in a network namespace of the stack's
+# own (see setup_netns), all state under <repo>/.local.
 #
 #   scripts/stack.sh up            start what is not running (idempotent), wait
 #                                  until usable, write .local/env
@@ -25,7 +25,8 @@
 #                                  agents: see sweep_agent_orphans
 #
 # NAME is one of: etcd kube-apiserver kube-scheduler kube-controller-manager
-# zookeeper master-0..master-M agent-0..agent-N vk-titus (or vk-titus-0..R) gateway. up/down/start/stop/kill take a lock
+# zookeeper master-0..master-M agent-0..agent-N vk-titus (or vk-titus-0..R) gateway
+# metrics-server. up/down/start/stop/kill take a lock
 # (.local/.lock), so parallel callers are serialized.
 #
 # Environment for `up`:
@@ -39,7 +40,7 @@
 #                            replica i with kubelet API ports from KUBELET_PORT+1000i
 #                            and metrics on VK_METRICS_PORT+1000i
 #   VK_TITUS=0               do not start vk-titus (nor wait for its node), nor the gateway
-#                            (the gateway also needs MASTERS > 0)
+#                            (the gateway also needs MASTERS > 0), nor metrics-server
 #   NETNS=vkt-<id>           the network namespace of the nodes' address, <id> a hash of
 #                            .local's path (so two clones use two); 0: no namespace,
 #                            the nodes stay on 127.0.0.1 (nodes/proxy then fails)
@@ -59,7 +60,7 @@
 #   APISERVER_PORT=26443 SCHEDULER_PORT=26259 CM_PORT=26257 ZK_PORT=22181
 #   AGENT_PORT_BASE=25051 (agent-N listens on BASE+N) KUBELET_PORT=10250
 #   VK_METRICS_PORT=10255 GATEWAY_PORT=27001 GATEWAY_GRPC_PORT=27104 MASTER_PORT_BASE=25041
-#   (master-N listens on BASE+N)
+#   (master-N listens on BASE+N) METRICS_SERVER_PORT=24443
 #
 # Layout of .local: pki/ (CA, certs, keys; reused when present: among them
 # gateway-serving, the job API's serving certificate, and job-api-client,
@@ -98,6 +99,7 @@ VK_METRICS_PORT=${VK_METRICS_PORT:-10255}
 REPLICAS=${REPLICAS:-1}
 GATEWAY_PORT=${GATEWAY_PORT:-27001}
 GATEWAY_GRPC_PORT=${GATEWAY_GRPC_PORT:-27104}
+METRICS_SERVER_PORT=${METRICS_SERVER_PORT:-24443}
 AGENTS=${AGENTS:-1}
 VK_TITUS=${VK_TITUS:-1}
 MESOS_AUTH=${MESOS_AUTH:-1}
@@ -131,6 +133,7 @@ rank() {
     agent-*) echo 70 ;;
     vk-titus*) echo 90 ;;
     gateway) echo 95 ;;
+    metrics-server) echo 97 ;;
     *) echo 80 ;;
   esac
 }
@@ -378,6 +381,7 @@ wait_component() {
     # for the first node once.
     vk-titus-*) wait_for "$1" 60 "$1 metrics port $(vk_metrics_port "$1")" check_tcp "$(vk_metrics_port "$1")" ;;
     gateway) wait_for gateway 60 "gateway /healthz" check_https_ok "https://127.0.0.1:$GATEWAY_PORT/healthz" ;;
+    metrics-server) wait_for metrics-server 60 "metrics-server /livez" check_https_ok "https://127.0.0.1:$METRICS_SERVER_PORT/livez" ;;
     *) sleep 1; running "$1" || { tail_log "$1"; die "$1 exited"; } ;;
   esac
 }
@@ -406,6 +410,11 @@ install_deps() {
 build_all() {
   CP_BIN=$("$root/scripts/controlplane.sh")
   [ -x "$CP_BIN/kubectl" ] || die "control plane build did not produce $CP_BIN/kubectl"
+  # metrics-server scrapes the virtual nodes: without vk-titus there are none.
+  if [ "$VK_TITUS" != 0 ]; then
+    MS_BIN=$("$root/scripts/metrics-server.sh")
+    [ -x "$MS_BIN/metrics-server" ] || die "scripts/metrics-server.sh did not produce $MS_BIN/metrics-server"
+  fi
   [ "${SKIP_BUILD:-0}" = 1 ] && return 0
   local -a targets=()
   [ "$AGENTS" -gt 0 ] && targets+=(bin/legacy-agent)
@@ -428,9 +437,9 @@ build_all() {
 # TCP connection to NODE_IP back to NETNS_HOST_IP, same port (DNAT; and SNAT
 # to NODE_IP, since the host drops a packet from its own address that arrives
 # on the veth), where the bridge's kubelet API listens (it binds every
-# address). So whichever ports the replicas' nodes take, the API server
-# reaches them at NODE_IP, and no packet goes anywhere but loopback and that
-# namespace. (The bridge cannot run in the namespace
+# address). So whichever ports the replicas' nodes take, the API server and
+# metrics-server reach them at NODE_IP, and no packet goes anywhere but
+# loopback and that namespace. (The bridge cannot run in the namespace
 # itself: it talks to everything else on the host's loopback; and a
 # forwarding process in there would need a listener per kubelet port.)
 
@@ -608,6 +617,17 @@ make_pki() {
   cert kube-scheduler "/CN=system:kube-scheduler" clientAuth
   cert kube-controller-manager "/CN=system:kube-controller-manager" clientAuth
   cert apiserver-kubelet-client "/O=system:masters/CN=system:kube-apiserver-kubelet-client" clientAuth
+  # The aggregation layer: the API server proxies metrics.k8s.io to
+  # metrics-server as front-proxy-client, naming the caller in request
+  # headers that metrics-server believes only from a certificate of this CA
+  # with that name (--requestheader-allowed-names). metrics-server's own
+  # client certificate is its identity towards the API server and the
+  # kubelet API (RBAC in apply_rbac); the APIService reaches it as
+  # metrics-server.kube-system.svc (see register_metrics_api).
+  cert front-proxy-client "/CN=front-proxy-client" clientAuth
+  cert metrics-server "/CN=metrics-server" clientAuth
+  cert metrics-server-serving "/CN=metrics-server" serverAuth \
+    "IP:127.0.0.1,DNS:localhost,DNS:metrics-server.kube-system.svc"
   # vk-titus runs with the least-privilege RBAC of manifests/base (see
   # apply_rbac), not as a cluster admin, so the stack proves the ClusterRole.
   cert vk-titus "/CN=vk-titus" clientAuth
@@ -618,7 +638,7 @@ make_pki() {
   cert gateway-serving "/CN=vk-titus-gateway" serverAuth "IP:127.0.0.1,DNS:localhost"
   cert job-api-client "/O=system:masters/CN=vk-titus-e2e" clientAuth
   # The kubelet API's certificate names the nodes' address (the API server
-  # verifies it), which changes with the namespace's /30.
+  # and metrics-server verify it), which changes with the namespace's /30.
   if [ -s "$PKI/kubelet.crt" ] && ! openssl x509 -in "$PKI/kubelet.crt" -noout -ext subjectAltName 2>/dev/null |
     grep -qE "IP Address:$NODE_IP(,|\$)"; then
     rm -f "$PKI/kubelet.crt" "$PKI/kubelet.key"
@@ -731,6 +751,7 @@ write_configs() {
   kubeconfig "$L/admin.kubeconfig" admin admin
   kubeconfig "$L/vk-titus.kubeconfig" vk-titus vk-titus
   kubeconfig "$L/gateway.kubeconfig" vk-titus-gateway gateway
+  kubeconfig "$L/metrics-server.kubeconfig" metrics-server metrics-server
   kubeconfig "$L/kube-scheduler.kubeconfig" system:kube-scheduler kube-scheduler
   kubeconfig "$L/kube-controller-manager.kubeconfig" system:kube-controller-manager kube-controller-manager
 
@@ -814,6 +835,13 @@ record_cmds() {
     --kubelet-client-key="$pki/apiserver-kubelet-client.key" \
     --kubelet-certificate-authority="$pki/ca.crt" \
     --kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname \
+    --requestheader-client-ca-file="$pki/ca.crt" \
+    --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User \
+    --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --proxy-client-cert-file="$pki/front-proxy-client.crt" \
+    --proxy-client-key-file="$pki/front-proxy-client.key" \
     --allow-privileged=true \
     --endpoint-reconciler-type=none \
     --profiling=false
@@ -916,6 +944,26 @@ record_cmds() {
     --job-min-cpu 0.01 --job-min-memory-mb 16 --job-min-disk-mb 0 --job-min-network-mbps 0 \
     --log-level "${VK_LOG_LEVEL:-info}" "${gateway_auth[@]}"
 
+  # metrics-server scrapes each node's /metrics/resource at its InternalIP
+  # and the port its Node names (one per node), verifying the kubelet API's
+  # certificate with the stack's CA, every 10 s (its minimum: `kubectl top`
+  # has figures sooner than with the default 60 s; a scrape must time out
+  # within 90% of that).
+  if [ "$VK_TITUS" != 0 ]; then
+    save_cmd metrics-server "$MS_BIN/metrics-server" \
+      --kubeconfig="$L/metrics-server.kubeconfig" \
+      --authentication-kubeconfig="$L/metrics-server.kubeconfig" \
+      --authorization-kubeconfig="$L/metrics-server.kubeconfig" \
+      --bind-address=127.0.0.1 \
+      --secure-port="$METRICS_SERVER_PORT" \
+      --tls-cert-file="$PKI/metrics-server-serving.crt" \
+      --tls-private-key-file="$PKI/metrics-server-serving.key" \
+      --kubelet-certificate-authority="$PKI/ca.crt" \
+      --kubelet-preferred-address-types=InternalIP \
+      --kubelet-use-node-status-port \
+      --kubelet-request-timeout=5s \
+      --metric-resolution=10s
+  fi
 }
 
 # gateway_enabled: the gateway fronts both worlds, so it needs both.
@@ -966,6 +1014,7 @@ write_env() {
     echo "NODE_IP=$NODE_IP"
     echo "VK_METRICS=http://127.0.0.1:$VK_METRICS_PORT"
     echo "REPLICAS=$REPLICAS"
+    if [ "$VK_TITUS" != 0 ]; then echo "METRICS_SERVER=https://127.0.0.1:$METRICS_SERVER_PORT"; fi
     for n in $(vk_names); do
       echo "VK_METRICS_$(vk_index "$n")=http://127.0.0.1:$(vk_metrics_port "$n")"
     done
@@ -987,8 +1036,14 @@ write_env() {
 # stack's vk-titus user (its client certificate's CN) as the manifests bind
 # them to the in-cluster ServiceAccount; the gateway's Role and its right to
 # ask the API server about its callers (TokenReview, SubjectAccessReview),
-# bound to the stack's vk-titus-gateway user; and the job API's example
-# ClusterRoles, which the tests bind to ServiceAccounts.
+# bound to the stack's vk-titus-gateway user; the job API's example
+# ClusterRoles, which the tests bind to ServiceAccounts; and metrics-server's
+# rights as upstream's components.yaml grants them to its ServiceAccount,
+# bound to the stack's metrics-server user: reading nodes and pods, the
+# nodes' metrics subresource (the bridge's kubelet API asks the API server
+# whether its caller may get nodes/metrics), asking about its own callers
+# (system:auth-delegator) and reading the requestheader CA
+# (extension-apiserver-authentication-reader).
 apply_rbac() {
   cat >"$L/rbac-local.yaml" <<EOF
 apiVersion: rbac.authorization.k8s.io/v1
@@ -1028,10 +1083,78 @@ metadata:
   name: vk-titus-gateway-auth-delegator-local-user
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: vk-titus-gateway-auth-delegator}
 subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: vk-titus-gateway}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: system:metrics-server
+rules:
+- {apiGroups: [""], resources: [nodes/metrics], verbs: [get]}
+- {apiGroups: [""], resources: [pods, nodes], verbs: [get, list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: system:metrics-server-local-user
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: system:metrics-server}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: metrics-server}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: metrics-server:system:auth-delegator-local-user
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: system:auth-delegator}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: metrics-server}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: metrics-server-auth-reader-local-user
+  namespace: kube-system
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: extension-apiserver-authentication-reader}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: metrics-server}]
 EOF
   kc apply -f "$root/manifests/base/namespace.yaml" >/dev/null || die "creating the namespaces failed"
   kc apply -f "$root/manifests/base/rbac.yaml" -f "$root/manifests/base/gateway-rbac.yaml" \
     -f "$root/manifests/base/job-api-roles.yaml" -f "$L/rbac-local.yaml" >/dev/null || die "applying the RBAC failed"
+}
+
+# register_metrics_api: metrics-server behind the API server as
+# metrics.k8s.io/v1beta1 (what `kubectl top` asks). The APIService names an
+# ExternalName Service: the aggregator dials an ExternalName service's name
+# at the APIService's port, with no kube-proxy and no endpoints (which may
+# not be loopback addresses), and verifies the serving certificate for
+# metrics-server.kube-system.svc with caBundle, the stack's CA.
+register_metrics_api() {
+  cat >"$L/metrics-api.yaml" <<EOF
+apiVersion: v1
+kind: Service
+metadata:
+  name: metrics-server
+  namespace: kube-system
+spec:
+  type: ExternalName
+  externalName: 127.0.0.1
+  ports: [{name: https, port: $METRICS_SERVER_PORT, protocol: TCP}]
+---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata:
+  name: v1beta1.metrics.k8s.io
+spec:
+  group: metrics.k8s.io
+  version: v1beta1
+  groupPriorityMinimum: 100
+  versionPriority: 100
+  service: {name: metrics-server, namespace: kube-system, port: $METRICS_SERVER_PORT}
+  caBundle: $(base64 -w0 "$PKI/ca.crt")
+EOF
+  kc apply -f "$L/metrics-api.yaml" >/dev/null || die "registering metrics.k8s.io failed"
+  wait_for metrics-server 60 "the metrics.k8s.io APIService to be Available" check_metrics_api
+}
+
+check_metrics_api() {
+  [ "$(kc get apiservice v1beta1.metrics.k8s.io -o jsonpath='{.status.conditions[?(@.type=="Available")].status}')" = True ]
 }
 
 # ---------------------------------------------------------------- commands
@@ -1106,24 +1229,32 @@ cmd_up() {
       launch gateway
       wait_component gateway
     fi
+    launch metrics-server
+    wait_component metrics-server
+    register_metrics_api
   else
     log "VK_TITUS=0: not starting vk-titus"
+    # An APIService whose server is not running blocks every namespace's
+    # deletion (the namespace controller cannot list its resources).
+    stop_component metrics-server
+    kc delete apiservice v1beta1.metrics.k8s.io --ignore-not-found >/dev/null
   fi
   write_env
   log "stack up in ${SECONDS}s; environment: .local/env"
   cat "$L/env"
 }
 
-# restart_changed ARRAY: a running agent, master, vk-titus or gateway whose
-# command line record_cmds just changed (MESOS_AUTH toggled, say) is stopped,
-# so `up` starts it again as recorded. ARRAY names an associative array of
-# the command lines before (NAME -> .local/cmd/NAME's content). A stopped
-# agent leaves its containers running (nosweep); the new one recovers them.
+# restart_changed ARRAY: a running agent, master, vk-titus, gateway or
+# metrics-server whose command line record_cmds just changed (MESOS_AUTH
+# toggled, say) is stopped, so `up` starts it again as recorded. ARRAY names
+# an associative array of the command lines before (NAME -> .local/cmd/NAME's
+# content). A stopped agent leaves its containers running (nosweep); the new
+# one recovers them.
 restart_changed() {
   local -n before=$1
   local name
   for name in "${!before[@]}"; do
-    case $name in agent-* | master-* | vk-titus* | gateway) ;; *) continue ;; esac
+    case $name in agent-* | master-* | vk-titus* | gateway | metrics-server) ;; *) continue ;; esac
     [ -f "$CMDS/$name" ] && running "$name" || continue
     [ "$(<"$CMDS/$name")" != "${before[$name]}" ] || continue
     log "$name: command line changed: restarting it"
@@ -1186,13 +1317,15 @@ load_cp_bin() {
     ZK_PORT=$(sed -n 's/^ZOOKEEPER=127.0.0.1://p' "$L/env")
     APISERVER_PORT=$(sed -n 's|^APISERVER=https://127.0.0.1:||p' "$L/env")
     ETCD_PORT=$(sed -n 's|^ETCD=http://127.0.0.1:||p' "$L/env")
-    local a0 m0 gw
+    local a0 m0 gw ms
     a0=$(sed -n 's|^LEGACY_AGENT_0=http://127.0.0.1:||p' "$L/env")
     [ -n "$a0" ] && AGENT_PORT_BASE=$a0
     m0=$(sed -n 's|^LEGACY_MASTER_0=http://127.0.0.1:||p' "$L/env")
     [ -n "$m0" ] && MASTER_PORT_BASE=$m0
     gw=$(sed -En 's|^LEGACY_API=https?://127.0.0.1:||p' "$L/env")
     [ -n "$gw" ] && GATEWAY_PORT=$gw
+    ms=$(sed -n 's|^METRICS_SERVER=https://127.0.0.1:||p' "$L/env")
+    [ -n "$ms" ] && METRICS_SERVER_PORT=$ms
   fi
   return 0
 }
