@@ -51,9 +51,9 @@ func TestStatsAndResourceMetrics(t *testing.T) {
 	kubectl(t, "delete", "pod", "-n", ns, "stats", "--wait=false")
 }
 
-// kubeletGet reads the node's kubelet API directly, with a client
-// certificate, as metrics-server does. (The API server's nodes/proxy path
-// refuses loopback node addresses, and the whole stack runs on loopback.)
+// kubeletGet reads the node's kubelet API directly on loopback, with a
+// client certificate (TestNodeProxyStatsSummaryAndPods reads it through the
+// API server's nodes/proxy).
 func kubeletGet(t *testing.T, path string) string {
 	t.Helper()
 	pki := env.Vars["PKI"]

@@ -186,5 +186,14 @@ func (p *Provider) GetMetricsResource(ctx context.Context) ([]*dto.MetricFamily,
 	}
 	nodeCPU.Metric = []*dto.Metric{{Counter: &dto.Counter{Value: &totalCPU}, TimestampMs: ms(now)}}
 	nodeMem.Metric = []*dto.Metric{{Gauge: &dto.Gauge{Value: &totalMem}, TimestampMs: ms(now)}}
-	return []*dto.MetricFamily{nodeCPU, nodeMem, podCPU, podMem, ctrCPU, ctrMem}, nil
+	// A node without pods has no pod or container series: the text encoder
+	// refuses a family without metrics (the whole scrape would fail), and the
+	// kubelet leaves such a family out too.
+	out := []*dto.MetricFamily{nodeCPU, nodeMem}
+	for _, f := range []*dto.MetricFamily{podCPU, podMem, ctrCPU, ctrMem} {
+		if len(f.Metric) > 0 {
+			out = append(out, f)
+		}
+	}
+	return out, nil
 }

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The local stack for development and the end-to-end tests: a real Kubernetes
 # control plane (etcd, kube-apiserver, kube-scheduler, kube-controller-manager,
-# built by scripts/controlplane.sh), ZooKeeper, N legacy agents and vk-titus,
-# all on 127.0.0.1, all state under <repo>/.local.
+# built by scripts/controlplane.sh), ZooKeeper, N legacy agents, vk-titus and
+# metrics-server (built by scripts/metrics-server.sh), all on 127.0.0.1 but
+# the virtual nodes' address, which is in a network namespace of the stack's
+# own (see setup_netns), all state under <repo>/.local.
 #
 #   scripts/stack.sh up            start what is not running (idempotent), wait
 #                                  until usable, write .local/env
@@ -25,7 +27,8 @@
 #                                  agents: see sweep_agent_orphans
 #
 # NAME is one of: etcd kube-apiserver kube-scheduler kube-controller-manager
-# zookeeper master-0..master-M agent-0..agent-N vk-titus (or vk-titus-0..R) gateway. up/down/start/stop/kill take a lock
+# zookeeper master-0..master-M agent-0..agent-N vk-titus (or vk-titus-0..R) gateway
+# metrics-server. up/down/start/stop/kill take a lock
 # (.local/.lock), so parallel callers are serialized.
 #
 # Environment for `up`:
@@ -39,7 +42,14 @@
 #                            replica i with kubelet API ports from KUBELET_PORT+1000i
 #                            and metrics on VK_METRICS_PORT+1000i
 #   VK_TITUS=0               do not start vk-titus (nor wait for its node), nor the gateway
-#                            (the gateway also needs MASTERS > 0)
+#                            (the gateway also needs MASTERS > 0), nor metrics-server
+#   NETNS=vkt-<id>           the network namespace of the nodes' address, <id> a hash of
+#                            .local's path (so two clones use two); 0: no namespace,
+#                            the nodes stay on 127.0.0.1 (nodes/proxy then fails)
+#   NETNS_VETH=vkt-<id>      the host side of its veth pair
+#   NETNS_SUBNET=            its /30 (A.B.C.D/30, must be free); default: the first free
+#                            /30 of 198.18.0.0/15 (RFC 2544's test range) from an offset
+#                            taken from <id>
 #   SKIP_BUILD=1             do not run `make` (use the bin/ that is there)
 #   MESOS_AUTH=1             the agents and masters demand HTTP Basic credentials
 #                            (--authenticate_http_readwrite/_readonly, as Mesos);
@@ -52,7 +62,7 @@
 #   APISERVER_PORT=26443 SCHEDULER_PORT=26259 CM_PORT=26257 ZK_PORT=22181
 #   AGENT_PORT_BASE=25051 (agent-N listens on BASE+N) KUBELET_PORT=10250
 #   VK_METRICS_PORT=10255 GATEWAY_PORT=27001 GATEWAY_GRPC_PORT=27104 MASTER_PORT_BASE=25041
-#   (master-N listens on BASE+N)
+#   (master-N listens on BASE+N) METRICS_SERVER_PORT=24443
 #
 # Layout of .local: pki/ (CA, certs, keys; reused when present: among them
 # gateway-serving, the job API's serving certificate, and job-api-client,
@@ -64,6 +74,7 @@
 # vk-titus.yaml, etcd/ (data), zookeeper/ (conf + data), agents/agent-N/
 # (work dirs), logs/<name>.log (appended, one banner per start),
 # pids/<name>.pid, cmd/<name> (the shell-quoted command line `start` replays),
+# netns (the namespace, veth and addresses `up` made, which `down` removes),
 # env (sourceable KEY=value lines; present only while the stack is up).
 set -euo pipefail
 
@@ -90,6 +101,7 @@ VK_METRICS_PORT=${VK_METRICS_PORT:-10255}
 REPLICAS=${REPLICAS:-1}
 GATEWAY_PORT=${GATEWAY_PORT:-27001}
 GATEWAY_GRPC_PORT=${GATEWAY_GRPC_PORT:-27104}
+METRICS_SERVER_PORT=${METRICS_SERVER_PORT:-24443}
 AGENTS=${AGENTS:-1}
 VK_TITUS=${VK_TITUS:-1}
 MESOS_AUTH=${MESOS_AUTH:-1}
@@ -98,6 +110,13 @@ AUTH="$L/mesos-auth"
 # agent id; without, it serves the static agent list from --nodename.
 if [ "$MASTERS" -gt 0 ]; then NODE_NAME=agent-0; else NODE_NAME=vk-titus-0; fi
 declare -A started_at=() # NAME -> epoch seconds of its launch by this run
+# The stack's own id, from .local's path: the default names of its network
+# namespace and veth, and where its search for a free /30 begins.
+STACK_ID=$(printf '%s' "$L" | cksum | awk '{ printf "%08x", $1 }')
+NETNS=${NETNS:-vkt-$STACK_ID}
+NETNS_VETH=${NETNS_VETH:-vkt-$STACK_ID}
+NETNS_SUBNET=${NETNS_SUBNET:-}
+NODE_IP=127.0.0.1 # the nodes' InternalIP; setup_netns sets the namespace's
 
 log() { printf 'stack: [%3ds] %s\n' "$SECONDS" "$*" >&2; }
 die() { printf 'stack: error: %s\n' "$*" >&2; exit 1; }
@@ -116,6 +135,7 @@ rank() {
     agent-*) echo 70 ;;
     vk-titus*) echo 90 ;;
     gateway) echo 95 ;;
+    metrics-server) echo 97 ;;
     *) echo 80 ;;
   esac
 }
@@ -365,6 +385,7 @@ wait_component() {
     # for the first node once.
     vk-titus-*) wait_for "$1" 60 "$1 metrics port $(vk_metrics_port "$1")" check_tcp "$(vk_metrics_port "$1")" ;;
     gateway) wait_for gateway 60 "gateway /healthz" check_https_ok "https://127.0.0.1:$GATEWAY_PORT/healthz" ;;
+    metrics-server) wait_for metrics-server 60 "metrics-server /livez" check_https_ok "https://127.0.0.1:$METRICS_SERVER_PORT/livez" ;;
     *) sleep 1; running "$1" || { tail_log "$1"; die "$1 exited"; } ;;
   esac
 }
@@ -381,6 +402,8 @@ install_deps() {
   command -v java >/dev/null || pkgs+=(default-jre-headless)
   command -v openssl >/dev/null || pkgs+=(openssl)
   command -v curl >/dev/null || pkgs+=(curl)
+  # nft sets up the nodes' network namespace (setup_netns).
+  if [ "$NETNS" != 0 ] && ! command -v nft >/dev/null && [ ! -x /usr/sbin/nft ]; then pkgs+=(nftables); fi
   [ ${#pkgs[@]} -eq 0 ] && return 0
   log "installing ${pkgs[*]} with apt-get"
   export DEBIAN_FRONTEND=noninteractive
@@ -391,6 +414,11 @@ install_deps() {
 build_all() {
   CP_BIN=$("$root/scripts/controlplane.sh")
   [ -x "$CP_BIN/kubectl" ] || die "control plane build did not produce $CP_BIN/kubectl"
+  # metrics-server scrapes the virtual nodes: without vk-titus there are none.
+  if [ "$VK_TITUS" != 0 ]; then
+    MS_BIN=$("$root/scripts/metrics-server.sh")
+    [ -x "$MS_BIN/metrics-server" ] || die "scripts/metrics-server.sh did not produce $MS_BIN/metrics-server"
+  fi
   [ "${SKIP_BUILD:-0}" = 1 ] && return 0
   local -a targets=()
   [ "$AGENTS" -gt 0 ] && targets+=(bin/legacy-agent)
@@ -399,6 +427,158 @@ build_all() {
   [ ${#targets[@]} -eq 0 ] && return 0
   log "building ${targets[*]}"
   make -s -C "$root" "${targets[@]}"
+}
+
+# ---------------------------------------------------------------- network namespace
+
+# The API server refuses to proxy to a loopback node address ("address not
+# allowed"), so nodes/proxy (`kubectl get --raw /api/v1/nodes/N/proxy/...`
+# and what is built on it) cannot reach a kubelet API on 127.0.0.1. `up`
+# therefore makes a network namespace of its own, joined to the host by a
+# veth pair on a free /30: the host side gets NETNS_HOST_IP, the namespace
+# side NODE_IP, which every bridge replica announces as its nodes' InternalIP
+# (--node-ip). Nothing runs in the namespace: its own nftables rules send each
+# TCP connection to NODE_IP back to NETNS_HOST_IP, same port (DNAT; and SNAT
+# to NODE_IP, since the host drops a packet from its own address that arrives
+# on the veth), where the bridge's kubelet API listens (it binds every
+# address). So whichever ports the replicas' nodes take, the API server and
+# metrics-server reach them at NODE_IP, and no packet goes anywhere but
+# loopback and that namespace. (The bridge cannot run in the namespace
+# itself: it talks to everything else on the host's loopback; and a
+# forwarding process in there would need a listener per kubelet port.)
+
+# ip2int A.B.C.D: the address as a number; int2ip the reverse.
+ip2int() {
+  local IFS=. a b c d
+  read -r a b c d <<<"$1"
+  echo $(((a << 24) | (b << 16) | (c << 8) | d))
+}
+int2ip() { echo "$(($1 >> 24 & 255)).$(($1 >> 16 & 255)).$(($1 >> 8 & 255)).$(($1 & 255))"; }
+
+# used_ranges: "FIRST LAST" (numbers) of every IPv4 prefix the host has an
+# address on or a route to, in any routing table (default routes aside).
+used_ranges() {
+  local p net len n
+  {
+    ip -4 -o addr show | awk '{ print $4 }'
+    ip -4 route show table all |
+      awk '$1 ~ /^(local|broadcast|unicast|anycast|multicast|blackhole|unreachable|prohibit|throw|nat)$/ { print $2; next } { print $1 }'
+  } | while read -r p; do
+    [ "$p" = default ] && continue
+    net=${p%/*} len=32
+    [ "$p" != "$net" ] && len=${p#*/}
+    n=$(($(ip2int "$net") & ~((1 << (32 - len)) - 1) & 0xffffffff))
+    echo "$n $((n + (1 << (32 - len)) - 1))"
+  done
+}
+
+# subnet_free NET: the /30 starting at NET (a number) overlaps nothing of
+# used_ranges (given as the remaining arguments).
+subnet_free() {
+  local net=$1 r first last
+  shift
+  for r in "$@"; do
+    read -r first last <<<"$r"
+    if [ "$net" -le "$last" ] && [ $((net + 3)) -ge "$first" ]; then return 1; fi
+  done
+}
+
+# pick_subnet: NETNS_SUBNET's network (a number) when it is free, else the
+# first free /30 of 198.18.0.0/15 (RFC 2544's range for tests) from an offset
+# taken from STACK_ID, so that two stacks rarely race for the same one.
+pick_subnet() {
+  local base i net
+  local -a used=()
+  mapfile -t used < <(used_ranges)
+  if [ -n "$NETNS_SUBNET" ]; then
+    [[ "$NETNS_SUBNET" =~ ^([0-9]{1,3}\.){3}[0-9]{1,3}/30$ ]] || die "NETNS_SUBNET must be a /30 (A.B.C.D/30), got '$NETNS_SUBNET'"
+    net=$(($(ip2int "${NETNS_SUBNET%/*}") & ~3))
+    subnet_free "$net" "${used[@]}" || die "NETNS_SUBNET $NETNS_SUBNET overlaps an address or route of this host (ip -4 addr, ip route)"
+    echo "$net"
+    return 0
+  fi
+  base=$(ip2int 198.18.0.0)
+  for ((i = 0; i < 32768; i++)); do
+    net=$((base + 4 * ((16#$STACK_ID + i) % 32768)))
+    if subnet_free "$net" "${used[@]}"; then echo "$net"; return 0; fi
+  done
+  die "no free /30 in 198.18.0.0/15: set NETNS_SUBNET"
+}
+
+netns_exists() { [ -e "/run/netns/$1" ]; }
+# netns_rec KEY: KEY's value in .local/netns.
+netns_rec() { sed -n "s/^$1=//p" "$L/netns" 2>/dev/null; }
+
+# setup_netns: NODE_IP becomes the namespace side of the stack's veth pair,
+# the namespace made, or the one .local/netns records kept while it is
+# intact. When the machine does not allow it (not root, no nftables), one log
+# line says so and NODE_IP stays 127.0.0.1.
+setup_netns() {
+  local err="$L/netns.err" net host node
+  if [ "$NETNS" = 0 ]; then
+    teardown_netns
+    log "NETNS=0: the nodes' address is 127.0.0.1, which the API server's nodes/proxy refuses"
+    return 0
+  fi
+  if [ -f "$L/netns" ]; then
+    host=$(netns_rec NETNS_HOST_IP)
+    if [ "$(netns_rec NETNS)" = "$NETNS" ] && [ "$(netns_rec NETNS_VETH)" = "$NETNS_VETH" ] && netns_exists "$NETNS" &&
+      ip -4 -o addr show dev "$NETNS_VETH" 2>/dev/null | grep -qF " $host/30 "; then
+      NODE_IP=$(netns_rec NODE_IP)
+      return 0
+    fi
+    teardown_netns
+  fi
+  if netns_exists "$NETNS"; then
+    log "network namespace $NETNS exists but .local/netns does not record it (another stack's?): the nodes stay on 127.0.0.1 (nodes/proxy fails); remove it (ip netns del $NETNS) or set NETNS"
+    return 0
+  fi
+  net=$(pick_subnet)
+  host=$(int2ip $((net + 1))) node=$(int2ip $((net + 2)))
+  # Recorded before anything is made, so that teardown_netns also removes
+  # what a failed attempt left.
+  printf 'NETNS=%s\nNETNS_VETH=%s\nNETNS_HOST_IP=%s\nNODE_IP=%s\n' "$NETNS" "$NETNS_VETH" "$host" "$node" >"$L/netns"
+  if need_root ip netns add "$NETNS" 2>"$err" &&
+    need_root ip link add "$NETNS_VETH" type veth peer name vkt0 netns "$NETNS" 2>"$err" &&
+    need_root ip addr add "$host/30" dev "$NETNS_VETH" 2>"$err" &&
+    need_root ip link set "$NETNS_VETH" up 2>"$err" &&
+    need_root ip -n "$NETNS" addr add "$node/30" dev vkt0 2>"$err" &&
+    need_root ip -n "$NETNS" link set vkt0 up 2>"$err" &&
+    need_root ip netns exec "$NETNS" sysctl -qw net.ipv4.ip_forward=1 2>"$err" &&
+    printf '%s\n' \
+      'table ip vk-titus {' \
+      '  chain prerouting {' \
+      '    type nat hook prerouting priority dstnat; policy accept;' \
+      "    ip daddr $node meta l4proto tcp dnat to $host" \
+      '  }' \
+      '  chain postrouting {' \
+      '    type nat hook postrouting priority srcnat; policy accept;' \
+      "    ip daddr $host snat to $node" \
+      '  }' \
+      '}' | need_root ip netns exec "$NETNS" nft -f - 2>"$err"; then
+    rm -f "$err"
+    NODE_IP=$node
+    log "network namespace $NETNS: the nodes' address is $node (host side: $NETNS_VETH, $host)"
+    return 0
+  fi
+  log "no network namespace ($(tail -n1 "$err")): the nodes stay on 127.0.0.1, which the API server's nodes/proxy refuses"
+  rm -f "$err"
+  teardown_netns
+}
+
+# teardown_netns: remove the namespace and veth that .local/netns records
+# (deleting the namespace takes its end of the pair along, and so the pair).
+teardown_netns() {
+  [ -f "$L/netns" ] || return 0
+  local ns veth
+  ns=$(netns_rec NETNS) veth=$(netns_rec NETNS_VETH)
+  if [ -n "$ns" ] && netns_exists "$ns"; then
+    if need_root ip netns del "$ns"; then log "removed network namespace $ns"; else log "warning: could not delete network namespace $ns"; fi
+  fi
+  if [ -n "$veth" ] && ip link show dev "$veth" >/dev/null 2>&1; then
+    need_root ip link del "$veth" || log "warning: could not delete link $veth"
+  fi
+  rm -f "$L/netns"
 }
 
 # ---------------------------------------------------------------- PKI
@@ -441,6 +621,17 @@ make_pki() {
   cert kube-scheduler "/CN=system:kube-scheduler" clientAuth
   cert kube-controller-manager "/CN=system:kube-controller-manager" clientAuth
   cert apiserver-kubelet-client "/O=system:masters/CN=system:kube-apiserver-kubelet-client" clientAuth
+  # The aggregation layer: the API server proxies metrics.k8s.io to
+  # metrics-server as front-proxy-client, naming the caller in request
+  # headers that metrics-server believes only from a certificate of this CA
+  # with that name (--requestheader-allowed-names). metrics-server's own
+  # client certificate is its identity towards the API server and the
+  # kubelet API (RBAC in apply_rbac); the APIService reaches it as
+  # metrics-server.kube-system.svc (see register_metrics_api).
+  cert front-proxy-client "/CN=front-proxy-client" clientAuth
+  cert metrics-server "/CN=metrics-server" clientAuth
+  cert metrics-server-serving "/CN=metrics-server" serverAuth \
+    "IP:127.0.0.1,DNS:localhost,DNS:metrics-server.kube-system.svc"
   # vk-titus runs with the least-privilege RBAC of manifests/base (see
   # apply_rbac), not as a cluster admin, so the stack proves the ClusterRole.
   cert vk-titus "/CN=vk-titus" clientAuth
@@ -450,7 +641,13 @@ make_pki() {
   # whose group system:masters every SubjectAccessReview allows.
   cert gateway-serving "/CN=vk-titus-gateway" serverAuth "IP:127.0.0.1,DNS:localhost"
   cert job-api-client "/O=system:masters/CN=vk-titus-e2e" clientAuth
-  cert kubelet "/CN=$NODE_NAME" serverAuth "IP:127.0.0.1,DNS:localhost,DNS:$NODE_NAME"
+  # The kubelet API's certificate names the nodes' address (the API server
+  # and metrics-server verify it), which changes with the namespace's /30.
+  if [ -s "$PKI/kubelet.crt" ] && ! openssl x509 -in "$PKI/kubelet.crt" -noout -ext subjectAltName 2>/dev/null |
+    grep -qE "IP Address:$NODE_IP(,|\$)"; then
+    rm -f "$PKI/kubelet.crt" "$PKI/kubelet.key"
+  fi
+  cert kubelet "/CN=$NODE_NAME" serverAuth "IP:127.0.0.1,IP:$NODE_IP,DNS:localhost,DNS:$NODE_NAME"
   if [ ! -s "$PKI/sa.key" ] || [ ! -s "$PKI/sa.pub" ]; then
     openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
     openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
@@ -558,6 +755,7 @@ write_configs() {
   kubeconfig "$L/admin.kubeconfig" admin admin
   kubeconfig "$L/vk-titus.kubeconfig" vk-titus vk-titus
   kubeconfig "$L/gateway.kubeconfig" vk-titus-gateway gateway
+  kubeconfig "$L/metrics-server.kubeconfig" metrics-server metrics-server
   kubeconfig "$L/kube-scheduler.kubeconfig" system:kube-scheduler kube-scheduler
   kubeconfig "$L/kube-controller-manager.kubeconfig" system:kube-controller-manager kube-controller-manager
 
@@ -641,6 +839,13 @@ record_cmds() {
     --kubelet-client-key="$pki/apiserver-kubelet-client.key" \
     --kubelet-certificate-authority="$pki/ca.crt" \
     --kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname \
+    --requestheader-client-ca-file="$pki/ca.crt" \
+    --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User \
+    --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --proxy-client-cert-file="$pki/front-proxy-client.crt" \
+    --proxy-client-key-file="$pki/front-proxy-client.key" \
     --allow-privileged=true \
     --endpoint-reconciler-type=none \
     --profiling=false
@@ -721,6 +926,7 @@ record_cmds() {
       --nodename "$NODE_NAME" \
       --provider-config "$L/vk-titus.yaml" \
       --listen-port "$((KUBELET_PORT + 1000 * $(vk_index "$n")))" \
+      --node-ip "$NODE_IP" \
       --tls-cert-file "$PKI/kubelet.crt" \
       --tls-private-key-file "$PKI/kubelet.key" \
       --client-verify-ca "$PKI/ca.crt" \
@@ -741,6 +947,27 @@ record_cmds() {
     --client-ca-file "$PKI/ca.crt" \
     --job-min-cpu 0.01 --job-min-memory-mb 16 --job-min-disk-mb 0 --job-min-network-mbps 0 \
     --log-level "${VK_LOG_LEVEL:-info}" "${gateway_auth[@]}"
+
+  # metrics-server scrapes each node's /metrics/resource at its InternalIP
+  # and the port its Node names (one per node), verifying the kubelet API's
+  # certificate with the stack's CA, every 10 s (its minimum: `kubectl top`
+  # has figures sooner than with the default 60 s; a scrape must time out
+  # within 90% of that).
+  if [ "$VK_TITUS" != 0 ]; then
+    save_cmd metrics-server "$MS_BIN/metrics-server" \
+      --kubeconfig="$L/metrics-server.kubeconfig" \
+      --authentication-kubeconfig="$L/metrics-server.kubeconfig" \
+      --authorization-kubeconfig="$L/metrics-server.kubeconfig" \
+      --bind-address=127.0.0.1 \
+      --secure-port="$METRICS_SERVER_PORT" \
+      --tls-cert-file="$PKI/metrics-server-serving.crt" \
+      --tls-private-key-file="$PKI/metrics-server-serving.key" \
+      --kubelet-certificate-authority="$PKI/ca.crt" \
+      --kubelet-preferred-address-types=InternalIP \
+      --kubelet-use-node-status-port \
+      --kubelet-request-timeout=5s \
+      --metric-resolution=10s
+  fi
 }
 
 # gateway_enabled: the gateway fronts both worlds, so it needs both.
@@ -786,8 +1013,12 @@ write_env() {
       echo "MESOS_CURLRC=$AUTH/vk-titus.curlrc"
     fi
     echo "KUBELET_PORT=$KUBELET_PORT"
+    # The nodes' InternalIP: the namespace side of the stack's veth pair
+    # (see setup_netns), 127.0.0.1 without one.
+    echo "NODE_IP=$NODE_IP"
     echo "VK_METRICS=http://127.0.0.1:$VK_METRICS_PORT"
     echo "REPLICAS=$REPLICAS"
+    if [ "$VK_TITUS" != 0 ]; then echo "METRICS_SERVER=https://127.0.0.1:$METRICS_SERVER_PORT"; fi
     for n in $(vk_names); do
       echo "VK_METRICS_$(vk_index "$n")=http://127.0.0.1:$(vk_metrics_port "$n")"
     done
@@ -809,8 +1040,14 @@ write_env() {
 # stack's vk-titus user (its client certificate's CN) as the manifests bind
 # them to the in-cluster ServiceAccount; the gateway's Role and its right to
 # ask the API server about its callers (TokenReview, SubjectAccessReview),
-# bound to the stack's vk-titus-gateway user; and the job API's example
-# ClusterRoles, which the tests bind to ServiceAccounts.
+# bound to the stack's vk-titus-gateway user; the job API's example
+# ClusterRoles, which the tests bind to ServiceAccounts; and metrics-server's
+# rights as upstream's components.yaml grants them to its ServiceAccount,
+# bound to the stack's metrics-server user: reading nodes and pods, the
+# nodes' metrics subresource (the bridge's kubelet API asks the API server
+# whether its caller may get nodes/metrics), asking about its own callers
+# (system:auth-delegator) and reading the requestheader CA
+# (extension-apiserver-authentication-reader).
 apply_rbac() {
   cat >"$L/rbac-local.yaml" <<EOF
 apiVersion: rbac.authorization.k8s.io/v1
@@ -850,10 +1087,78 @@ metadata:
   name: vk-titus-gateway-auth-delegator-local-user
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: vk-titus-gateway-auth-delegator}
 subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: vk-titus-gateway}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: system:metrics-server
+rules:
+- {apiGroups: [""], resources: [nodes/metrics], verbs: [get]}
+- {apiGroups: [""], resources: [pods, nodes], verbs: [get, list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: system:metrics-server-local-user
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: system:metrics-server}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: metrics-server}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: metrics-server:system:auth-delegator-local-user
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: system:auth-delegator}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: metrics-server}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: metrics-server-auth-reader-local-user
+  namespace: kube-system
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: extension-apiserver-authentication-reader}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: metrics-server}]
 EOF
   kc apply -f "$root/manifests/base/namespace.yaml" >/dev/null || die "creating the namespaces failed"
   kc apply -f "$root/manifests/base/rbac.yaml" -f "$root/manifests/base/gateway-rbac.yaml" \
     -f "$root/manifests/base/job-api-roles.yaml" -f "$L/rbac-local.yaml" >/dev/null || die "applying the RBAC failed"
+}
+
+# register_metrics_api: metrics-server behind the API server as
+# metrics.k8s.io/v1beta1 (what `kubectl top` asks). The APIService names an
+# ExternalName Service: the aggregator dials an ExternalName service's name
+# at the APIService's port, with no kube-proxy and no endpoints (which may
+# not be loopback addresses), and verifies the serving certificate for
+# metrics-server.kube-system.svc with caBundle, the stack's CA.
+register_metrics_api() {
+  cat >"$L/metrics-api.yaml" <<EOF
+apiVersion: v1
+kind: Service
+metadata:
+  name: metrics-server
+  namespace: kube-system
+spec:
+  type: ExternalName
+  externalName: 127.0.0.1
+  ports: [{name: https, port: $METRICS_SERVER_PORT, protocol: TCP}]
+---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata:
+  name: v1beta1.metrics.k8s.io
+spec:
+  group: metrics.k8s.io
+  version: v1beta1
+  groupPriorityMinimum: 100
+  versionPriority: 100
+  service: {name: metrics-server, namespace: kube-system, port: $METRICS_SERVER_PORT}
+  caBundle: $(base64 -w0 "$PKI/ca.crt")
+EOF
+  kc apply -f "$L/metrics-api.yaml" >/dev/null || die "registering metrics.k8s.io failed"
+  wait_for metrics-server 60 "the metrics.k8s.io APIService to be Available" check_metrics_api
+}
+
+check_metrics_api() {
+  [ "$(kc get apiservice v1beta1.metrics.k8s.io -o jsonpath='{.status.conditions[?(@.type=="Available")].status}')" = True ]
 }
 
 # ---------------------------------------------------------------- commands
@@ -867,6 +1172,8 @@ cmd_up() {
   if [ "$AGENTS" -gt 0 ] && [ ! -x "$root/bin/legacy-agent" ]; then die "bin/legacy-agent missing"; fi
   if [ "$VK_TITUS" != 0 ] && [ ! -x "$root/bin/vk-titus" ]; then die "bin/vk-titus missing"; fi
   case $MESOS_AUTH in 0 | 1) ;; *) die "MESOS_AUTH must be 0 or 1, got '$MESOS_AUTH'" ;; esac
+  mkdir -p "$L"
+  setup_netns
   make_pki
   [ "$MESOS_AUTH" = 0 ] || make_mesos_auth
   write_configs
@@ -926,24 +1233,32 @@ cmd_up() {
       launch gateway
       wait_component gateway
     fi
+    launch metrics-server
+    wait_component metrics-server
+    register_metrics_api
   else
     log "VK_TITUS=0: not starting vk-titus"
+    # An APIService whose server is not running blocks every namespace's
+    # deletion (the namespace controller cannot list its resources).
+    stop_component metrics-server
+    kc delete apiservice v1beta1.metrics.k8s.io --ignore-not-found >/dev/null
   fi
   write_env
   log "stack up in ${SECONDS}s; environment: .local/env"
   cat "$L/env"
 }
 
-# restart_changed ARRAY: a running agent, master, vk-titus or gateway whose
-# command line record_cmds just changed (MESOS_AUTH toggled, say) is stopped,
-# so `up` starts it again as recorded. ARRAY names an associative array of
-# the command lines before (NAME -> .local/cmd/NAME's content). A stopped
-# agent leaves its containers running (nosweep); the new one recovers them.
+# restart_changed ARRAY: a running agent, master, vk-titus, gateway or
+# metrics-server whose command line record_cmds just changed (MESOS_AUTH
+# toggled, say) is stopped, so `up` starts it again as recorded. ARRAY names
+# an associative array of the command lines before (NAME -> .local/cmd/NAME's
+# content). A stopped agent leaves its containers running (nosweep); the new
+# one recovers them.
 restart_changed() {
   local -n before=$1
   local name
   for name in "${!before[@]}"; do
-    case $name in agent-* | master-* | vk-titus* | gateway) ;; *) continue ;; esac
+    case $name in agent-* | master-* | vk-titus* | gateway | metrics-server) ;; *) continue ;; esac
     [ -f "$CMDS/$name" ] && running "$name" || continue
     [ "$(<"$CMDS/$name")" != "${before[$name]}" ] || continue
     log "$name: command line changed: restarting it"
@@ -967,11 +1282,15 @@ components_desc() {
 cmd_down() {
   local name
   rm -f "$L/env"
-  [ -d "$PIDS" ] || { log "nothing to stop"; return 0; }
-  while read -r name; do
-    [ -n "$name" ] && stop_component "$name"
-  done < <(components_desc)
+  if [ -d "$PIDS" ]; then
+    while read -r name; do
+      [ -n "$name" ] && stop_component "$name"
+    done < <(components_desc)
+  else
+    log "nothing to stop"
+  fi
   [ -d "$L/agents" ] && sweep_agent_orphans
+  teardown_netns
   log "stack down"
 }
 
@@ -987,6 +1306,7 @@ cmd_status() {
     printf '%-26s %-8s %s\n' "$name" "$state" "${pid:--}"
   done
   if [ -f "$L/env" ]; then echo "env: ${L#"$root/"}/env"; else echo "env: absent (stack not up)"; fi
+  if [ -f "$L/netns" ]; then echo "network namespace: $(netns_rec NETNS), nodes at $(netns_rec NODE_IP)"; fi
 }
 
 # Port settings for `start`/`status` come from the environment, like `up`'s;
@@ -1001,13 +1321,15 @@ load_cp_bin() {
     ZK_PORT=$(sed -n 's/^ZOOKEEPER=127.0.0.1://p' "$L/env")
     APISERVER_PORT=$(sed -n 's|^APISERVER=https://127.0.0.1:||p' "$L/env")
     ETCD_PORT=$(sed -n 's|^ETCD=http://127.0.0.1:||p' "$L/env")
-    local a0 m0 gw
+    local a0 m0 gw ms
     a0=$(sed -n 's|^LEGACY_AGENT_0=http://127.0.0.1:||p' "$L/env")
     [ -n "$a0" ] && AGENT_PORT_BASE=$a0
     m0=$(sed -n 's|^LEGACY_MASTER_0=http://127.0.0.1:||p' "$L/env")
     [ -n "$m0" ] && MASTER_PORT_BASE=$m0
     gw=$(sed -En 's|^LEGACY_API=https?://127.0.0.1:||p' "$L/env")
     [ -n "$gw" ] && GATEWAY_PORT=$gw
+    ms=$(sed -n 's|^METRICS_SERVER=https://127.0.0.1:||p' "$L/env")
+    [ -n "$ms" ] && METRICS_SERVER_PORT=$ms
   fi
   return 0
 }

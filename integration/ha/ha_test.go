@@ -521,3 +521,23 @@ func proxiedKubeconfig(t *testing.T, addr string) string {
 	}
 	return path
 }
+
+// Each replica's nodes answer the API server's nodes/proxy: every replica's
+// kubelet ports are reached at the stack's namespace address.
+func TestEveryReplicaProxyable(t *testing.T) {
+	waitBalanced(t, replicas, 3*time.Minute)
+	own := owners(t, 3*time.Minute, liveSet(replicas...))
+	if lo, _ := spread(own, replicas); lo == 0 {
+		t.Fatalf("a replica holds no node: %v", own)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for node, owner := range own {
+		out, err := env.Kubectl(ctx, "get", "--raw", "/api/v1/nodes/"+node+"/proxy/pods")
+		if err != nil {
+			t.Errorf("node %s (replica %s): %v", node, owner, err)
+		} else if !strings.Contains(out, `"kind":"PodList"`) {
+			t.Errorf("node %s (replica %s) /pods: %.200s", node, owner, out)
+		}
+	}
+}
