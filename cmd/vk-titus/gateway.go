@@ -10,6 +10,7 @@ import (
 
 	"github.com/vk-titus/vk-titus/gateway"
 	"github.com/vk-titus/vk-titus/gateway/observe"
+	"github.com/vk-titus/vk-titus/internal/memlimit"
 	"github.com/vk-titus/vk-titus/legacy/mesosauth"
 	"github.com/vk-titus/vk-titus/legacyapi"
 	"github.com/vk-titus/vk-titus/migration"
@@ -48,7 +49,9 @@ func newGatewayCommand() *cobra.Command {
 			}
 			ctx, cancel := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer cancel()
-			return gateway.Run(ctx, cfg, client, logrus.NewEntry(logger).WithField("component", "gateway"))
+			log := logrus.NewEntry(logger).WithField("component", "gateway")
+			log.Info(memlimit.FromCgroup())
+			return gateway.Run(ctx, cfg, client, log)
 		},
 	}
 	f := cmd.Flags()

@@ -31,6 +31,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/vk-titus/vk-titus/internal/memlimit"
 	"github.com/vk-titus/vk-titus/legacy/agentclient"
 	"github.com/vk-titus/vk-titus/legacy/mesosauth"
 	"github.com/vk-titus/vk-titus/ownership"
@@ -222,6 +223,7 @@ func run(ctx context.Context, o *opts) error {
 		}
 	}
 	raiseOpenFileLimit(base)
+	base.Info(memlimit.FromCgroup())
 
 	// Write conflicts on every client of the bridge are counted: in steady
 	// state no two replicas write one object.
