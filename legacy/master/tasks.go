@@ -223,7 +223,8 @@ func validateSpec(spec TaskSpec) error {
 }
 
 // placement is one round of first-fit over the registered agents in id
-// order, with what each has free (total − allocated). Placing a task takes
+// order, with what each has free (total − reserved − allocated: the legacy
+// path only places on unreserved resources). Placing a task takes
 // its resources, so one round places many tasks on one accounting instead
 // of recounting every task per placement.
 type placement struct {
@@ -235,7 +236,8 @@ type placement struct {
 func (m *Master) placementLocked() *placement {
 	p := &placement{ids: m.agentIDsLocked(), agents: m.agents, free: m.allocationsLocked()}
 	for id, used := range p.free {
-		p.free[id] = m.agents[id].total.Minus(used)
+		a := m.agents[id]
+		p.free[id] = a.total.Minus(a.reserved.sum()).Minus(used)
 	}
 	return p
 }
