@@ -57,15 +57,6 @@ func (rs reservations) sum() Resources {
 	return out
 }
 
-// clone copies rs deeply.
-func (rs reservations) clone() reservations {
-	out := make(reservations, len(rs))
-	for k, r := range rs {
-		out[k] = r.Clone()
-	}
-	return out
-}
-
 // keys are rs's owners in a stable order.
 func (rs reservations) keys() []reservationKey {
 	keys := make([]reservationKey, 0, len(rs))

@@ -171,7 +171,7 @@ func isTerminal(s mesos.TaskState) bool {
 }
 
 // LaunchTask places spec on the first agent (by id) whose free resources
-// (total − allocated, allocated counting bridge containers too) fit it and
+// (total − reserved − allocated by legacy tasks) fit it and
 // whose attributes match its constraints, and launches it there with
 // LAUNCH_CONTAINER. It returns once the agent has answered: the task is
 // then TASK_RUNNING, and followed with WAIT_CONTAINER until it ends. On a
