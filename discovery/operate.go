@@ -37,14 +37,8 @@ func (w *AgentWatcher) Operate(ctx context.Context, c *master.Call) error {
 		return fmt.Errorf("%s: %w", c.Type, err)
 	}
 	err = w.operate(ctx, base, c)
-	if err != nil && w.detector == nil && notLeader(err) {
-		mc := w.client(base)
-		mc.mu.Lock()
-		loc := *mc.location
-		mc.mu.Unlock()
-		if leader := baseOf(loc); leader != "" && leader != base {
-			err = w.operate(ctx, leader, c)
-		}
+	if leader := w.redirected(base, err); leader != "" {
+		err = w.operate(ctx, leader, c)
 	}
 	return err
 }

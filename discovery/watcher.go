@@ -515,16 +515,9 @@ func (w *AgentWatcher) poll() error {
 
 	polled := time.Now()
 	masterID, agentsResp, tasksResp, err := w.fetch(ctx, base)
-	if err != nil && w.detector == nil && notLeader(err) {
-		// A fixed master that does not lead: follow its redirect once.
-		mc := w.client(base)
-		mc.mu.Lock()
-		loc := *mc.location
-		mc.mu.Unlock()
-		if leader := baseOf(loc); leader != "" && leader != base {
-			base = leader
-			masterID, agentsResp, tasksResp, err = w.fetch(ctx, base)
-		}
+	if leader := w.redirected(base, err); leader != "" {
+		base = leader
+		masterID, agentsResp, tasksResp, err = w.fetch(ctx, base)
 	}
 	if err != nil {
 		return err
@@ -676,6 +669,22 @@ func agentFrom(ai mesos.AgentInfo, pid string) Agent {
 }
 
 // notLeader: mesos-go's Code.Matches does not unwrap.
+// redirected is where to ask again after err from base: the leader a fixed
+// master that does not lead redirected to (followed once), else "".
+func (w *AgentWatcher) redirected(base string, err error) string {
+	if err == nil || w.detector != nil || !notLeader(err) {
+		return ""
+	}
+	mc := w.client(base)
+	mc.mu.Lock()
+	loc := *mc.location
+	mc.mu.Unlock()
+	if leader := baseOf(loc); leader != base {
+		return leader
+	}
+	return ""
+}
+
 func notLeader(err error) bool {
 	var ae *apierrors.Error
 	return errors.As(err, &ae) && apierrors.CodeNotLeader.Matches(ae)
