@@ -65,7 +65,9 @@ func newTest(t *testing.T, free discovery.Resources) (*Reserver, *fakeMaster, ma
 	r, err := New(Config{
 		AgentID: "a1", Role: "vk-titus", Principal: "bridge", Quantum: discovery.Resources{CPUs: 1, MemMB: 1024}, Spare: 1,
 		Master: fm, Log: logrus.NewEntry(logrus.New()),
-		Notify: func(uid types.UID, granted bool, reason, _ string) { notes[uid] = append(notes[uid], told{granted, reason}) },
+		Notify: func(uid types.UID, granted bool, reason, _ string) {
+			notes[uid] = append(notes[uid], told{granted, reason})
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
