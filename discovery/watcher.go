@@ -75,10 +75,20 @@ type Agent struct {
 	// else hostname:port.
 	Endpoint   string
 	Attributes map[string]string
-	// Total is what the agent offers; Allocated what its containers hold
-	// as the master accounts it (the reference master counts bridge
-	// containers too; a real Mesos master only framework tasks).
+	// Total is what the agent offers (reserved or not); Allocated what its
+	// tasks hold as the master accounts it (framework tasks only: the
+	// bridge's standalone containers are not counted, by a real Mesos master
+	// nor by the reference one).
 	Total, Allocated Resources
+	// Reserved is what is dynamically reserved on the agent for the
+	// watcher's role (AgentWatcherConfig.Role), from GET_AGENTS'
+	// total_resources.
+	Reserved Resources
+	// Polled is when the poll that read these figures began. It is not
+	// compared by equal: an agent whose figures did not change is no news.
+	// A reserver takes Reserved as the master's word only when it made no
+	// call since Polled.
+	Polled time.Time
 	// Legacy is what the legacy platform's live tasks on this agent hold
 	// (GET_TASKS): what the bridge must leave alone.
 	Legacy Resources
@@ -94,7 +104,7 @@ func (a Agent) Allocatable() Resources { return a.Total.Minus(a.Legacy) }
 
 func (a Agent) equal(b Agent) bool {
 	if a.ID != b.ID || a.Hostname != b.Hostname || a.Endpoint != b.Endpoint || a.Total != b.Total ||
-		a.Allocated != b.Allocated || a.Legacy != b.Legacy || a.Recovered != b.Recovered ||
+		a.Allocated != b.Allocated || a.Reserved != b.Reserved || a.Legacy != b.Legacy || a.Recovered != b.Recovered ||
 		len(a.Attributes) != len(b.Attributes) {
 		return false
 	}
@@ -171,6 +181,9 @@ type AgentWatcherConfig struct {
 	// CredentialFlag names where Credential comes from in a 401's error
 	// (default "--mesos-credentials").
 	CredentialFlag string
+	// Role is whose dynamic reservations Agent.Reserved counts. Empty:
+	// none are counted.
+	Role string
 }
 
 // AgentWatcher polls the leading master's GET_AGENTS and GET_TASKS and
@@ -183,7 +196,8 @@ type AgentWatcher struct {
 	detector *Detector
 	ownDet   bool
 
-	senders map[string]*masterClient // by leader URL
+	sendersMu sync.Mutex               // guards senders: poll and Operate share them
+	senders   map[string]*masterClient // by leader URL
 
 	mu           sync.Mutex
 	agents       map[string]Agent
@@ -430,6 +444,8 @@ func (w *AgentWatcher) leaderURL() (string, error) {
 }
 
 func (w *AgentWatcher) client(base string) *masterClient {
+	w.sendersMu.Lock()
+	defer w.sendersMu.Unlock()
 	if c := w.senders[base]; c != nil {
 		return c
 	}
@@ -497,17 +513,11 @@ func (w *AgentWatcher) poll() error {
 	}()
 	defer cancel()
 
+	polled := time.Now()
 	masterID, agentsResp, tasksResp, err := w.fetch(ctx, base)
-	if err != nil && w.detector == nil && notLeader(err) {
-		// A fixed master that does not lead: follow its redirect once.
-		mc := w.client(base)
-		mc.mu.Lock()
-		loc := *mc.location
-		mc.mu.Unlock()
-		if leader := baseOf(loc); leader != "" && leader != base {
-			base = leader
-			masterID, agentsResp, tasksResp, err = w.fetch(ctx, base)
-		}
+	if leader := w.redirected(base, err); leader != "" {
+		base = leader
+		masterID, agentsResp, tasksResp, err = w.fetch(ctx, base)
 	}
 	if err != nil {
 		return err
@@ -533,7 +543,9 @@ func (w *AgentWatcher) poll() error {
 			ag.Total = resourcesOf(a.AgentInfo.Resources)
 		}
 		ag.Allocated = resourcesOf(a.AllocatedResources)
+		ag.Reserved = reservedFor(a.TotalResources, w.cfg.Role)
 		ag.Legacy = legacy[ag.ID]
+		ag.Polled = polled
 		next[ag.ID] = ag
 	}
 
@@ -657,6 +669,22 @@ func agentFrom(ai mesos.AgentInfo, pid string) Agent {
 }
 
 // notLeader: mesos-go's Code.Matches does not unwrap.
+// redirected is where to ask again after err from base: the leader a fixed
+// master that does not lead redirected to (followed once), else "".
+func (w *AgentWatcher) redirected(base string, err error) string {
+	if err == nil || w.detector != nil || !notLeader(err) {
+		return ""
+	}
+	mc := w.client(base)
+	mc.mu.Lock()
+	loc := *mc.location
+	mc.mu.Unlock()
+	if leader := baseOf(loc); leader != base {
+		return leader
+	}
+	return ""
+}
+
 func notLeader(err error) bool {
 	var ae *apierrors.Error
 	return errors.As(err, &ae) && apierrors.CodeNotLeader.Matches(ae)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/master/calls"
 	"github.com/sirupsen/logrus"
 
 	"github.com/vk-titus/vk-titus/discovery"
@@ -173,6 +174,7 @@ func TestAgentWatcher(t *testing.T) {
 
 	w, err := discovery.NewAgentWatcher(discovery.AgentWatcherConfig{
 		Master: zkURL, Interval: 200 * time.Millisecond, FailoverGrace: 5 * time.Second, Logger: logger("watcher"),
+		Role: "vk-titus",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -191,7 +193,8 @@ func TestAgentWatcher(t *testing.T) {
 		t.Fatalf("agent-0: %+v", g)
 	}
 
-	// A legacy task counts as legacy; a bridge container only as allocated.
+	// A legacy task counts as legacy and allocated; a bridge container not
+	// at all (a Mesos master does not count standalone containers).
 	if _, err := m1.LaunchTask(context.Background(), master.TaskSpec{
 		Name: "legacy", Command: "sleep 30", Resources: master.Resources{"cpus": 1, "mem": 512},
 	}); err != nil {
@@ -207,11 +210,26 @@ func TestAgentWatcher(t *testing.T) {
 	}
 	defer cl.Kill(context.Background(), "vkt-x-c", syscall.SIGKILL)
 	e := c.next(t, 5*time.Second, func(e discovery.AgentEvent) bool {
-		return e.Type == discovery.AgentChanged && e.Agent.ID == "agent-0" && e.Agent.Allocated.CPUs == 1.5
+		return e.Type == discovery.AgentChanged && e.Agent.ID == "agent-0" && e.Agent.Allocated.CPUs == 1
 	})
 	if e.Agent.Legacy != (discovery.Resources{CPUs: 1, MemMB: 512}) ||
 		e.Agent.Allocatable() != (discovery.Resources{CPUs: 3, MemMB: 3584, DiskMB: 100}) {
 		t.Fatalf("agent-0 after launches: %+v (allocatable %+v)", e.Agent, e.Agent.Allocatable())
+	}
+
+	// A reservation for the watcher's role, made through Operate, shows as
+	// Reserved (the total is unchanged: reserved room is the agent's).
+	typ, role := mesos.Resource_ReservationInfo_DYNAMIC, "vk-titus"
+	res := master.Resources{"cpus": 1}.Mesos()
+	res[0].Reservations = []mesos.Resource_ReservationInfo{{Type: &typ, Role: &role}}
+	if err := w.Operate(context.Background(), calls.ReserveResources(mesos.AgentID{Value: "agent-0"}, res...)); err != nil {
+		t.Fatalf("RESERVE through the watcher: %v", err)
+	}
+	e = c.next(t, 5*time.Second, func(e discovery.AgentEvent) bool {
+		return e.Type == discovery.AgentChanged && e.Agent.ID == "agent-0" && e.Agent.Reserved.CPUs == 1
+	})
+	if e.Agent.Total.CPUs != 4 || e.Agent.Polled.IsZero() {
+		t.Fatalf("agent-0 after the reservation: %+v", e.Agent)
 	}
 
 	// Leader failover: the set survives, no agent flaps.

@@ -242,6 +242,7 @@ func (p *Provider) Start(ctx context.Context) {
 	go h.run(ctx)
 	go p.probes.run(ctx)
 	go p.work.run(ctx)
+	p.runReserver(ctx)
 	if p.release != nil {
 		go p.release.run(ctx)
 	}
@@ -477,13 +478,18 @@ func (h *health) refreshLive(ctx context.Context) (map[string]bool, error) {
 }
 
 // SetLegacyUsage tells the node what the legacy platform's own tasks hold on
-// the agent (from the master): allocatable shrinks by it.
+// the agent (from the master): allocatable shrinks by it. When it drops,
+// pods waiting for room may get it: the reserver tries again.
 func (p *Provider) SetLegacyUsage(r agentclient.Resources) {
 	h := p.health
 	h.mu.Lock()
 	if h.legacy == r {
 		h.mu.Unlock()
 		return
+	}
+	dropped := r.CPUs < h.legacy.CPUs || r.MemMB < h.legacy.MemMB || r.DiskMB < h.legacy.DiskMB || r.GPUs < h.legacy.GPUs
+	if dropped && p.reserver != nil {
+		p.reserver.Kick()
 	}
 	h.legacy = r
 	h.applyInfo()

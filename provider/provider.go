@@ -24,8 +24,9 @@
 // by the sweep (sweep.go), which repeats; adoption needs only the agent's
 // answer and the pod object.
 //
-// Lock order: Provider.mu, then podRecord.mu, then the waiter's and
-// health's own locks; none is held across an agent or API call.
+// Lock order: Provider.mu, then podRecord.mu, then the waiter's, health's
+// and the reserver's own locks; none is held across an agent, master or
+// API call.
 package provider
 
 import (
@@ -46,6 +47,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/vk-titus/vk-titus/legacy/agentclient"
+	"github.com/vk-titus/vk-titus/reservation"
 	"github.com/vk-titus/vk-titus/statemachine"
 	"github.com/vk-titus/vk-titus/translate"
 )
@@ -100,8 +102,11 @@ type Provider struct {
 	probes  *prober
 	release *releaser
 	sweep   *sweeper
-	usage   usage
-	started metav1.Time
+	// reserver keeps the pods' room reserved on the agent; nil: no
+	// reservations (room.go).
+	reserver *reservation.Reserver
+	usage    usage
+	started  metav1.Time
 }
 
 // New builds a provider; Start must run before pods arrive.

@@ -207,7 +207,8 @@ func sameFacts(a, b []sm.Facts) bool {
 	return true
 }
 
-// podActionLocked turns a pod action into container events.
+// podActionLocked turns a pod action into container events, or into calls
+// of the reserver (room.go).
 func (p *Provider) podActionLocked(rec *podRecord, a sm.PodAction, todo *[]task) {
 	send := func(c *ctr, ev sm.EventType) { p.stepLocked(rec, c, sm.Event{Type: ev}, todo) }
 	switch a {
@@ -249,6 +250,8 @@ func (p *Provider) podActionLocked(rec *podRecord, a sm.PodAction, todo *[]task)
 		}
 	case sm.DoRelease:
 		*todo = append(*todo, task{release: true, log: p.podLog(rec)})
+	case sm.DoReserve, sm.DoHoldRoom, sm.DoUnreserve, sm.DoReportNoRoom:
+		p.roomActionLocked(rec, a)
 	}
 }
 

@@ -152,6 +152,15 @@ func (s *sweeper) pass(ctx context.Context) error {
 			}
 		}
 		s.gone(recs, present)
+		if p.reserver != nil {
+			unadmitted := 0
+			for uid := range pending {
+				if p.recordOf(uid) == nil {
+					unadmitted++
+				}
+			}
+			p.reserver.Settle(unadmitted)
+		}
 	}
 	for id := range live {
 		if owned[id] {

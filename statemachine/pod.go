@@ -12,6 +12,7 @@ type PodState string
 // Pod states.
 const (
 	PodPending      PodState = "pending"      // admitted; nothing asked of the agent yet
+	PodReserving    PodState = "reserving"    // waits for its room on the agent (a dynamic reservation), held Pending
 	PodAdopting     PodState = "adopting"     // it ran before this process: its containers are reconciled first
 	PodInitializing PodState = "initializing" // init containers start one at a time, in order
 	PodStarted      PodState = "started"      // every init step is done; the app containers are started
@@ -21,7 +22,8 @@ const (
 )
 
 // PodEventType is what happened to a pod. The first four come from the pod
-// controller; the rest are derived from the containers' states by Progress,
+// controller, room and no-room from the agent's reserver; the rest are
+// derived from the containers' states by Progress,
 // after every container transition.
 type PodEventType string
 
@@ -31,6 +33,8 @@ const (
 	PodAdopt   PodEventType = "adopt"   // a pod some container of which ran before (restart, takeover)
 	PodInvalid PodEventType = "invalid" // the pod cannot be translated
 	PodDelete  PodEventType = "delete"  // the pod is being deleted
+	PodRoom    PodEventType = "room"    // its room on the agent is reserved
+	PodNoRoom  PodEventType = "no-room" // the master refused its room (legacy tasks hold it)
 
 	PodChanged    PodEventType = "changed"     // a container moved; nothing the pod acts on
 	PodInitReady  PodEventType = "init-ready"  // the next init step may start
@@ -41,8 +45,9 @@ const (
 	PodAllRemoved PodEventType = "all-removed" // every container has ended and been removed
 )
 
-// PodAction is what the pod asks of its containers; the caller turns each
-// into container events (DoStartInit: Launch on the next init step, ...).
+// PodAction is what the pod asks of its containers, the caller turns each
+// into container events (DoStartInit: Launch on the next init step, ...),
+// or of the agent's reserver.
 type PodAction string
 
 // Pod actions.
@@ -54,6 +59,14 @@ const (
 	DoStopSidecars PodAction = "stop-sidecars" // DeleteRequested to every sidecar
 	DoDeleteAll    PodAction = "delete-all"    // DeleteRequested to every container
 	DoRelease      PodAction = "release"       // drop the record, remove the pod object
+	// The pod's room on the agent (package reservation): DoReserve claims
+	// it and waits for room or no-room; DoHoldRoom counts the room of a
+	// pod that runs already, at once; DoReportNoRoom records the refusal
+	// (the kubelet's admission failure event); DoUnreserve gives it back.
+	DoReserve      PodAction = "reserve"
+	DoHoldRoom     PodAction = "hold-room"
+	DoReportNoRoom PodAction = "report-no-room"
+	DoUnreserve    PodAction = "unreserve"
 )
 
 // PodTransition is one row of the pod table.
@@ -162,42 +175,56 @@ func pconcat(groups ...[]PodTransition) []PodTransition {
 // derived are the events Progress hands back.
 var derived = []PodEventType{PodChanged, PodInitReady, PodInitsDone, PodInitFailed, PodAppsDone, PodAllStopped, PodAllRemoved}
 
-// podTable is the pod's life. Every state but Released answers a deletion
+// podTable is the pod's life. A pod's room on the agent is reserved before
+// anything is launched and given back once its containers have ended (a
+// completed pod's sidecars are being stopped then). Every state but
+// Released answers a deletion
 // with DoDeleteAll, and Terminating re-issues it on every change, so a
 // container that could not act on it (an unreachable agent) gets it again
 // once it can: the container table's DeleteRequested rows then carry each
 // container through KILL to Removed.
 var podTable = pconcat(
 	[]PodTransition{
-		prow(PodPending, PodCreate, PodInitializing, DoStartInit),
-		prow(PodPending, PodAdopt, PodAdopting, DoAdoptAll),
+		// Nothing is launched before the pod's room on the agent is
+		// reserved: the legacy path must not take it meanwhile. A pod
+		// that ran before has it (or gets it) at once.
+		prow(PodPending, PodCreate, PodReserving, DoReserve),
+		prow(PodPending, PodAdopt, PodAdopting, DoHoldRoom, DoAdoptAll),
 		prow(PodPending, PodInvalid, PodCompleted, DoRejectAll),
 		prow(PodPending, PodDelete, PodTerminating, DoDeleteAll),
 	},
 	pignored(PodPending, derived...),
 	[]PodTransition{
+		// A refusal holds the pod Pending, with an event; the reserver
+		// tries again when room may exist and tells room when it got it.
+		prow(PodReserving, PodRoom, PodInitializing, DoStartInit),
+		prow(PodReserving, PodNoRoom, PodReserving, DoReportNoRoom),
+		prow(PodReserving, PodDelete, PodTerminating, DoUnreserve, DoDeleteAll),
+	},
+	pignored(PodReserving, derived...),
+	[]PodTransition{
 		// Once nothing is being reconciled, whatever had not started yet
 		// starts, in order, from where the pod had got to.
 		prow(PodAdopting, PodInitReady, PodInitializing, DoStartInit),
 		prow(PodAdopting, PodInitsDone, PodStarted, DoStartApps),
-		prow(PodAdopting, PodInitFailed, PodCompleted, DoStopSidecars),
-		prow(PodAdopting, PodAppsDone, PodCompleted, DoStopSidecars),
-		prow(PodAdopting, PodAllStopped, PodCompleted),
+		prow(PodAdopting, PodInitFailed, PodCompleted, DoStopSidecars, DoUnreserve),
+		prow(PodAdopting, PodAppsDone, PodCompleted, DoStopSidecars, DoUnreserve),
+		prow(PodAdopting, PodAllStopped, PodCompleted, DoUnreserve),
 		prow(PodAdopting, PodDelete, PodTerminating, DoDeleteAll),
 	},
 	pignored(PodAdopting, PodChanged, PodAllRemoved),
 	[]PodTransition{
 		prow(PodInitializing, PodInitReady, PodInitializing, DoStartInit),
 		prow(PodInitializing, PodInitsDone, PodStarted, DoStartApps),
-		prow(PodInitializing, PodInitFailed, PodCompleted, DoStopSidecars),
-		prow(PodInitializing, PodAllStopped, PodCompleted),
+		prow(PodInitializing, PodInitFailed, PodCompleted, DoStopSidecars, DoUnreserve),
+		prow(PodInitializing, PodAllStopped, PodCompleted, DoUnreserve),
 		prow(PodInitializing, PodDelete, PodTerminating, DoDeleteAll),
 	},
 	pignored(PodInitializing, PodChanged, PodAppsDone, PodAllRemoved),
 	[]PodTransition{
 		// The kubelet stops sidecars once every regular container has ended.
-		prow(PodStarted, PodAppsDone, PodCompleted, DoStopSidecars),
-		prow(PodStarted, PodAllStopped, PodCompleted),
+		prow(PodStarted, PodAppsDone, PodCompleted, DoStopSidecars, DoUnreserve),
+		prow(PodStarted, PodAllStopped, PodCompleted, DoUnreserve),
 		prow(PodStarted, PodDelete, PodTerminating, DoDeleteAll),
 	},
 	pignored(PodStarted, PodChanged, PodInitReady, PodInitsDone, PodInitFailed, PodAllRemoved),
@@ -213,9 +240,11 @@ var podTable = pconcat(
 		prow(PodTerminating, PodInitFailed, PodTerminating, DoDeleteAll),
 		prow(PodTerminating, PodAppsDone, PodTerminating, DoDeleteAll),
 		prow(PodTerminating, PodAllStopped, PodTerminating, DoDeleteAll),
-		prow(PodTerminating, PodAllRemoved, PodReleased, DoRelease),
+		prow(PodTerminating, PodAllRemoved, PodReleased, DoUnreserve, DoRelease),
 	},
-	pignored(PodReleased, append([]PodEventType{PodCreate, PodAdopt, PodInvalid, PodDelete}, derived...)...),
+	// The reserver's answer to a pod deleted while it waited.
+	pignored(PodTerminating, PodRoom, PodNoRoom),
+	pignored(PodReleased, append([]PodEventType{PodCreate, PodAdopt, PodInvalid, PodDelete, PodRoom, PodNoRoom}, derived...)...),
 )
 
 type podKey struct {
@@ -244,5 +273,5 @@ func PodTable() []PodTransition {
 
 // PodStates lists the pod states in lifecycle order.
 func PodStates() []PodState {
-	return []PodState{PodPending, PodAdopting, PodInitializing, PodStarted, PodCompleted, PodTerminating, PodReleased}
+	return []PodState{PodPending, PodReserving, PodAdopting, PodInitializing, PodStarted, PodCompleted, PodTerminating, PodReleased}
 }

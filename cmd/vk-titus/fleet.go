@@ -38,8 +38,9 @@ import (
 // built) are logged and leave the node down, its lease held, until the
 // manager moves it.
 //
-// Lock rule: mu guards known, nodes, ports and each member's prov; it is
-// never held while calling into a provider, the manager or the API server.
+// Lock rule: mu guards known, nodes, ports, watcher and each member's prov;
+// it is never held while calling into a provider, the manager or the API
+// server.
 type fleet struct {
 	o      *opts
 	cfg    *provider.Config
@@ -54,13 +55,20 @@ type fleet struct {
 	known map[string]*candidate // by node name: every agent this process could serve
 	nodes map[string]*member    // by node name: the nodes it serves now
 	ports map[int]bool          // kubelet API ports held by running nodes
+	// watcher follows the leading master (discover); nil when the agents
+	// are listed in the config: no reservations then.
+	watcher *discovery.AgentWatcher
 }
 
-// candidate is an agent the fleet knows of, and the legacy usage the master
-// last reported for it (a node started later is told it).
+// candidate is an agent the fleet knows of, and the legacy usage and
+// reservation the master last reported for it (a node started later is
+// told them).
 type candidate struct {
 	agent     provider.AgentConfig
+	agentID   string
 	legacy    agentclient.Resources
+	reserved  discovery.Resources
+	polled    time.Time
 	hasLegacy bool
 }
 
@@ -90,7 +98,7 @@ type instance struct {
 func (f *fleet) build(ctx context.Context, fence func() error, a provider.AgentConfig, name string) (*instance, error) {
 	port := f.takePort()
 	ictx, cancel := context.WithCancel(ctx)
-	n, prov, err := newNode(ictx, f.o, f.cfg, f.client, f.shared, f.tls, fence, a, name, port, f.log)
+	n, prov, err := newNode(ictx, f.o, f.cfg, f.client, f.shared, f.tls, fence, a, f.reservations(name), name, port, f.log)
 	if err != nil {
 		cancel()
 		f.releasePort(port)
@@ -135,19 +143,36 @@ func (f *fleet) Serve(fence *ownership.Fence) {
 	}()
 }
 
+// reservations are the node's reservation settings: nil for an agent no
+// master lists, or with --mesos-role "".
+func (f *fleet) reservations(name string) *provider.Reservations {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.known[name]
+	if f.watcher == nil || f.o.mesosRole == "" || c == nil || c.agentID == "" {
+		return nil
+	}
+	r := &provider.Reservations{AgentID: c.agentID, Role: f.o.mesosRole, Quantum: f.o.quantum,
+		Spare: f.o.reservationSpare, Master: f.watcher}
+	if f.o.mesosCred != nil {
+		r.Principal = f.o.mesosCred.Principal
+	}
+	return r
+}
+
 // install makes inst the member's running instance and tells its provider
-// the legacy usage the master last reported.
+// the legacy usage and reservation the master last reported.
 func (f *fleet) install(m *member, inst *instance) {
 	f.mu.Lock()
 	m.prov = inst.prov
-	var legacy agentclient.Resources
-	has := false
-	if c := f.known[m.name]; c != nil && c.hasLegacy {
-		legacy, has = c.legacy, true
+	var c candidate
+	if k := f.known[m.name]; k != nil {
+		c = *k
 	}
 	f.mu.Unlock()
-	if has {
-		inst.prov.SetLegacyUsage(legacy)
+	if c.hasLegacy {
+		inst.prov.SetLegacyUsage(c.legacy)
+		inst.prov.ObserveReservation(c.reserved, c.polled)
 	}
 }
 
@@ -267,10 +292,13 @@ func (f *fleet) wait(d time.Duration) bool {
 func (f *fleet) discover(ctx context.Context) error {
 	w, err := discovery.NewAgentWatcher(discovery.AgentWatcherConfig{
 		Master: f.cfg.Master, Interval: f.cfg.AgentPollInterval.Duration, Logger: f.log.WithField("master", f.cfg.Master),
-		Credential: f.o.mesosCred})
+		Credential: f.o.mesosCred, Role: f.o.mesosRole})
 	if err != nil {
 		return fmt.Errorf("master %s: %w", f.cfg.Master, err)
 	}
+	f.mu.Lock()
+	f.watcher = w
+	f.mu.Unlock()
 	updates := w.Subscribe()
 	go func() {
 		defer w.Close()
@@ -308,7 +336,9 @@ func (f *fleet) apply(ev discovery.AgentEvent) {
 			c = &candidate{agent: provider.AgentConfig{Endpoint: a.Endpoint, NodeName: name}}
 			f.known[name], changed = c, true
 		}
+		c.agentID = a.ID
 		c.legacy, c.hasLegacy = agentclient.Resources(a.Legacy), true
+		c.reserved, c.polled = a.Reserved, a.Polled
 	case discovery.AgentRemoved:
 		if c != nil {
 			log.Warn("the master declared the agent gone: its pods are lost, its node removed by its owner")
@@ -320,6 +350,7 @@ func (f *fleet) apply(ev discovery.AgentEvent) {
 	f.mu.Unlock()
 	if ev.Type != discovery.AgentRemoved && prov != nil {
 		prov.SetLegacyUsage(agentclient.Resources(a.Legacy)) // never blocks on the API server (vknode's status relay)
+		prov.ObserveReservation(a.Reserved, a.Polled)
 	}
 	if changed {
 		f.setNodes(names)

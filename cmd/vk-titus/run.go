@@ -31,11 +31,13 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/vk-titus/vk-titus/discovery"
 	"github.com/vk-titus/vk-titus/internal/memlimit"
 	"github.com/vk-titus/vk-titus/legacy/agentclient"
 	"github.com/vk-titus/vk-titus/legacy/mesosauth"
 	"github.com/vk-titus/vk-titus/ownership"
 	"github.com/vk-titus/vk-titus/provider"
+	"github.com/vk-titus/vk-titus/reservation"
 	"github.com/vk-titus/vk-titus/translate"
 	"github.com/vk-titus/vk-titus/vknode"
 )
@@ -81,6 +83,14 @@ type opts struct {
 	maxWaits int
 	// evictionHard are the thresholds of the nodes' pressure conditions.
 	evictionHard provider.Thresholds
+	// mesosRole is the role the pods' room is reserved for on each agent
+	// (discovered agents only); reservationQuantum the block it grows and
+	// shrinks by (parsed into quantum), reservationSpare the quanta kept
+	// beyond the need.
+	mesosRole          string
+	reservationQuantum string
+	quantum            discovery.Resources
+	reservationSpare   int
 }
 
 func envOr(key, def string) string {
@@ -136,6 +146,9 @@ func newRunCommand() *cobra.Command {
 	f.Float32Var(&o.leaseAPIQPS, "lease-api-qps", 100, "QPS of the ownership leases' own client (every held node is renewed every 4 s)")
 	f.IntVar(&o.leaseAPIBurst, "lease-api-burst", 200, "burst of the ownership leases' own client")
 	f.IntVar(&o.maxWaits, "max-waits", 0, "WAIT_CONTAINER long polls per agent at most, beyond which containers are followed by a GET_CONTAINERS sweep every second (overrides the provider config's maxWaits; 0: the config's, default 4096)")
+	f.StringVar(&o.mesosRole, "mesos-role", envOr("MESOS_ROLE", "vk-titus"), "Mesos role the pods' room is dynamically reserved for on each agent a master lists (RESERVE_RESOURCES; principal: the --mesos-credentials one); \"\" reserves nothing")
+	f.StringVar(&o.reservationQuantum, "reservation-quantum", "cpus:1;mem:1024", "block reservations grow and shrink by, per resource (cpus, mem and disk in MB, gpus); a resource not named is reserved exactly")
+	f.IntVar(&o.reservationSpare, "reservation-spare", 1, "quanta kept reserved beyond what the pods need before room is given back (hysteresis)")
 	f.StringVar(&o.nodeIP, "node-ip", envOr("VKUBELET_POD_IP", "127.0.0.1"), "address the API server reaches this process's kubelet API at")
 	return cmd
 }
@@ -222,6 +235,12 @@ func run(ctx context.Context, o *opts) error {
 			return fmt.Errorf("--mesos-credentials: %w", err)
 		}
 	}
+	if o.quantum, err = reservation.ParseQuantum(o.reservationQuantum); err != nil {
+		return fmt.Errorf("--reservation-quantum: %w", err)
+	}
+	if o.reservationSpare < 0 {
+		return fmt.Errorf("--reservation-spare %d: must be at least 0", o.reservationSpare)
+	}
 	raiseOpenFileLimit(base)
 	base.Info(memlimit.FromCgroup())
 
@@ -304,7 +323,7 @@ func run(ctx context.Context, o *opts) error {
 // starts ends with ctx (the node instance's); its errors are configuration
 // errors (it does not talk to the API server).
 func newNode(ctx context.Context, o *opts, cfg *provider.Config, client kubernetes.Interface, shared *vknode.Shared,
-	tlsCfg *tls.Config, fence func() error, agent provider.AgentConfig, name string, port int, base *logrus.Entry) (*vknode.Node, *provider.Provider, error) {
+	tlsCfg *tls.Config, fence func() error, agent provider.AgentConfig, resv *provider.Reservations, name string, port int, base *logrus.Entry) (*vknode.Node, *provider.Provider, error) {
 	log := base.WithField("node", name)
 	handler := http.Handler(nil)
 	mux := http.NewServeMux()
@@ -331,6 +350,11 @@ func newNode(ctx context.Context, o *opts, cfg *provider.Config, client kubernet
 			Recorder: recorder, Pods: pc.Pods, ConfigMaps: pc.ConfigMaps, Secrets: pc.Secrets, PodClient: client.CoreV1(),
 			Fence: fence, Eviction: o.evictionHard, Log: log,
 		})
+		if resv != nil {
+			if err := prov.EnableReservations(*resv); err != nil {
+				return nil, nil, err
+			}
+		}
 		prov.Start(ctx)
 		// Taints first: once ConfigureNode has it, the spec is the
 		// provider's (it changes it under its own lock).

@@ -43,6 +43,13 @@ type Registrar struct {
 	// fresh is set once the agent shut down its containers on the master's
 	// refusal, until a registration succeeds (protocol.RegisterRequest.Fresh).
 	fresh bool
+	// reservations are the agent's dynamic reservations as the master last
+	// answered them, reported back in every registration so a new leader
+	// learns them (protocol.RegisterRequest.Reservations). In memory only:
+	// a Mesos agent checkpoints them; here an agent restarted during a
+	// master failover comes back without them, and their reserver, which
+	// watches GET_AGENTS, reserves again. Touched by Run's goroutine only.
+	reservations []mesos.Resource
 }
 
 // errRemoved is the master's refusal of a removed agent (410 Gone).
@@ -210,7 +217,7 @@ func (r *Registrar) Run(ctx context.Context) error {
 			// it comes back as a new, empty agent.
 			r.log.WithError(err).Warn("the master removed this agent: shutting down every container and registering anew")
 			r.a.shutdownContainers()
-			r.fresh = true
+			r.fresh, r.reservations = true, nil
 			timer.Reset(0)
 			continue
 		}
@@ -232,6 +239,7 @@ func (r *Registrar) Run(ctx context.Context) error {
 			}).Info("registered with the leading master")
 		}
 		failing, lastMaster, retry, r.fresh = false, resp.MasterID, 250*time.Millisecond, false
+		r.reservations = resp.Reservations
 		interval = r.interval
 		if hb := resp.HeartbeatInterval(); hb > 0 && hb < interval {
 			interval = hb
@@ -274,11 +282,12 @@ func (r *Registrar) register(ctx context.Context, base string) (*protocol.Regist
 
 func (r *Registrar) request() *protocol.RegisterRequest {
 	return &protocol.RegisterRequest{
-		AgentInfo:  r.a.AgentInfo(),
-		Endpoint:   r.endpoint,
-		Version:    Version,
-		Containers: r.a.runningContainers(),
-		Fresh:      r.fresh,
+		AgentInfo:    r.a.AgentInfo(),
+		Endpoint:     r.endpoint,
+		Version:      Version,
+		Containers:   r.a.runningContainers(),
+		Reservations: r.reservations,
+		Fresh:        r.fresh,
 	}
 }
 

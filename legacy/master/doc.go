@@ -32,19 +32,22 @@
 //
 // The operator API (POST /api/v1, protobuf or JSON, the agent's wire
 // rules, see legacy/operatorapi) answers GET_HEALTH and GET_VERSION on any
-// master and GET_MASTER, GET_AGENTS and GET_TASKS on the leader; a
-// follower answers those with 307 and Location set to the leader's
-// /api/v1, as Mesos does. mesos-go's httpcli never follows redirects: it
-// reports apierrors.CodeNotLeader, and its callers re-resolve the leader
-// (discovery.AgentWatcher does, from ZooKeeper or from the Location).
-// allocated_resources in GET_AGENTS counts every container an agent runs,
-// bridge containers included, so the legacy launch path never overbooks an
-// agent the bridge also uses (a real Mesos master only counts framework
-// tasks: standalone containers bypass its allocator).
+// master and GET_MASTER, GET_AGENTS, GET_TASKS, RESERVE_RESOURCES and
+// UNRESERVE_RESOURCES on the leader; a follower answers those with 307 and
+// Location set to the leader's /api/v1, as Mesos does. mesos-go's httpcli
+// never follows redirects: it reports apierrors.CodeNotLeader, and its
+// callers re-resolve the leader (discovery.AgentWatcher does, from
+// ZooKeeper or from the Location). allocated_resources in GET_AGENTS
+// counts the legacy tasks only: as in Mesos, the bridge's standalone
+// containers bypass the allocator, and the bridge keeps the legacy path
+// off its room with dynamic reservations for its role (reserve.go: Mesos
+// semantics, reserved resources listed in total_resources with their
+// reservation, never used for placement; the agents hold and report them,
+// so they survive a failover as Mesos' agent checkpoints do).
 //
 // The legacy launch path (LaunchTask, POST /internal/tasks) places a shell
 // command first-fit over agents in id order by free resources (total −
-// allocated) and attribute constraints, launches it with LAUNCH_CONTAINER
+// reserved − allocated) and attribute constraints, launches it with LAUNCH_CONTAINER
 // through legacy/agentclient under the container id "legacy-<name>-<hex>",
 // and follows it with WAIT_CONTAINER: TASK_STAGING → TASK_RUNNING →
 // TASK_FINISHED | TASK_FAILED | TASK_KILLED (KillTask: TASK_KILLING first,

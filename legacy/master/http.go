@@ -128,7 +128,8 @@ func (m *Master) serveAPI(w http.ResponseWriter, r *http.Request) {
 	case master.Call_UNKNOWN:
 		operatorapi.WriteError(w, http.StatusBadRequest, "Expecting 'type' to be present")
 		return
-	case master.Call_GET_MASTER, master.Call_GET_AGENTS, master.Call_GET_TASKS:
+	case master.Call_GET_MASTER, master.Call_GET_AGENTS, master.Call_GET_TASKS,
+		master.Call_RESERVE_RESOURCES, master.Call_UNRESERVE_RESOURCES:
 	default:
 		operatorapi.WriteError(w, http.StatusNotImplemented,
 			fmt.Sprintf("call %s is not supported by the vk-titus reference master", call.Type))
@@ -140,6 +141,14 @@ func (m *Master) serveAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	var resp *master.Response
 	switch call.Type {
+	case master.Call_RESERVE_RESOURCES, master.Call_UNRESERVE_RESOURCES:
+		if err := m.serveReservation(r, &call); err != nil {
+			log.WithError(err).Info("reservation call refused")
+			operatorapi.WriteErr(w, err)
+			return
+		}
+		operatorapi.WriteNoData(w, http.StatusAccepted)
+		return
 	case master.Call_GET_MASTER:
 		resp = m.getMaster()
 	case master.Call_GET_AGENTS:
@@ -197,7 +206,7 @@ func (m *Master) getAgents() *master.Response {
 			PID:                &pid,
 			RegisteredTime:     reg,
 			ReregisteredTime:   rereg,
-			TotalResources:     v.Info.Resources,
+			TotalResources:     v.TotalMesos,
 			AllocatedResources: v.Allocated.Mesos(),
 		})
 	}

@@ -178,8 +178,8 @@ const maxRemovedAgents = 10000
 
 // Master is the reference legacy master: leader election in ZooKeeper, an
 // agent registry fed by agents' registrations, the Mesos v1 master operator
-// API (read-only subset) and a legacy launch path that places tasks on
-// agents first-fit. Create it with New, then Start it; Run does both and
+// API (the read-only subset and dynamic reservations) and a legacy launch
+// path that places tasks on agents first-fit. Create it with New, then Start it; Run does both and
 // serves HTTP.
 type Master struct {
 	cfg     Config
@@ -245,6 +245,8 @@ type agentState struct {
 	reregistered time.Time
 	lastSeen     time.Time
 	containers   map[string]protocol.Container
+	// reserved are the agent's dynamic reservations (reserve.go).
+	reserved reservations
 }
 
 // New validates cfg and builds a master. It does not contend or serve yet.
@@ -469,6 +471,13 @@ func (m *Master) register(req *protocol.RegisterRequest) (protocol.RegisterRespo
 	if isNew {
 		a = &agentState{registered: now}
 		m.agents[id] = a
+		// A master that does not know the agent (a new leader) takes the
+		// reservations the agent holds; a fresh agent holds none.
+		reported := req.Reservations
+		if req.Fresh {
+			reported = nil
+		}
+		a.reserved = adoptReservations(reported, scalarsOf(req.AgentInfo.Resources), m.log.WithField("agent", id))
 	} else if a.endpoint != req.Endpoint {
 		m.log.WithFields(logrus.Fields{"agent": id, "old": a.endpoint, "new": req.Endpoint}).
 			Warn("agent re-registered from a new endpoint")
@@ -499,6 +508,7 @@ func (m *Master) register(req *protocol.RegisterRequest) (protocol.RegisterRespo
 		m.kickJobs() // room, or tasks to recover, for the job loop
 	}
 	ctx := m.termCtx
+	held := a.reserved.mesos()
 	m.mu.Unlock()
 
 	if isNew {
@@ -514,6 +524,7 @@ func (m *Master) register(req *protocol.RegisterRequest) (protocol.RegisterRespo
 		AgentID:             id,
 		Registered:          isNew,
 		HeartbeatIntervalMS: m.heartbeatInterval().Milliseconds(),
+		Reservations:        held,
 	}, nil
 }
 
@@ -559,17 +570,22 @@ func (m *Master) adoptLocked(agentID string, a *agentState) []adopted {
 	return out
 }
 
-// allocationsLocked is what each registered agent's containers hold:
-// everything it reported (bridge and legacy alike), plus this master's own
-// live tasks the agent has not reported yet (launched since its last
-// report), minus tasks the master has seen end since (WAIT_CONTAINER
-// answered: newer news than the report). One pass over the tasks serves
-// every agent.
+// allocationsLocked is what each registered agent's legacy tasks hold:
+// the legacy containers it reported, plus this master's own live tasks the
+// agent has not reported yet (launched since its last report), minus tasks
+// the master has seen end since (WAIT_CONTAINER answered: newer news than
+// the report). The bridge's standalone containers are not counted, as a
+// Mesos master does not count them: the bridge keeps the legacy path off
+// its room with a dynamic reservation (reserve.go). One pass over the
+// tasks serves every agent.
 func (m *Master) allocationsLocked() map[string]Resources {
 	out := make(map[string]Resources, len(m.agents))
 	for id, a := range m.agents {
 		used := Resources{}
 		for _, c := range a.containers {
+			if c.Kind != protocol.KindLegacy {
+				continue
+			}
 			if t := m.tasks[TaskID(c.ID)]; t != nil && isTerminal(t.State) {
 				continue
 			}
@@ -654,7 +670,10 @@ type AgentView struct {
 	LastSeen     time.Time
 	Total        Resources
 	Allocated    Resources
-	Containers   []protocol.Container
+	// Reserved is every dynamic reservation on the agent, all roles.
+	Reserved   Resources
+	TotalMesos []mesos.Resource // GET_AGENTS' total_resources, reservations split off
+	Containers []protocol.Container
 }
 
 // Agents lists the registered agents, by id. It is empty unless this
@@ -669,7 +688,7 @@ func (m *Master) Agents() []AgentView {
 		v := AgentView{
 			Info: a.info, Endpoint: a.endpoint, PID: a.pid, Registered: a.registered,
 			Reregistered: a.reregistered, LastSeen: a.lastSeen, Total: a.total.Clone(),
-			Allocated: allocated[id],
+			Allocated: allocated[id], Reserved: a.reserved.sum(), TotalMesos: totalResources(a.info.Resources, a.reserved),
 		}
 		for _, c := range a.containers {
 			v.Containers = append(v.Containers, c)

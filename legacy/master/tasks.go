@@ -171,7 +171,7 @@ func isTerminal(s mesos.TaskState) bool {
 }
 
 // LaunchTask places spec on the first agent (by id) whose free resources
-// (total − allocated, allocated counting bridge containers too) fit it and
+// (total − reserved − allocated by legacy tasks) fit it and
 // whose attributes match its constraints, and launches it there with
 // LAUNCH_CONTAINER. It returns once the agent has answered: the task is
 // then TASK_RUNNING, and followed with WAIT_CONTAINER until it ends. On a
@@ -223,7 +223,8 @@ func validateSpec(spec TaskSpec) error {
 }
 
 // placement is one round of first-fit over the registered agents in id
-// order, with what each has free (total − allocated). Placing a task takes
+// order, with what each has free (total − reserved − allocated: the legacy
+// path only places on unreserved resources). Placing a task takes
 // its resources, so one round places many tasks on one accounting instead
 // of recounting every task per placement.
 type placement struct {
@@ -235,7 +236,8 @@ type placement struct {
 func (m *Master) placementLocked() *placement {
 	p := &placement{ids: m.agentIDsLocked(), agents: m.agents, free: m.allocationsLocked()}
 	for id, used := range p.free {
-		p.free[id] = m.agents[id].total.Minus(used)
+		a := m.agents[id]
+		p.free[id] = a.total.Minus(a.reserved.sum()).Minus(used)
 	}
 	return p
 }

@@ -77,9 +77,14 @@ type RegisterRequest struct {
 	// Version is the agent's GET_VERSION version.
 	Version string `json:"version,omitempty"`
 	// Containers are the containers the agent runs now (launched and not yet
-	// ended), all of them: the master accounts every one against the
-	// agent's resources so the legacy path never overbooks.
+	// ended), all of them. The master accounts the legacy ones against the
+	// agent's resources; the bridge's are not counted, as in Mesos (the
+	// bridge reserves its room instead).
 	Containers []Container `json:"containers"`
+	// Reservations are the dynamic reservations the agent holds, as the
+	// last registration answer gave them (Mesos agents checkpoint theirs):
+	// a master that does not know the agent (a new leader) takes them.
+	Reservations []mesos.Resource `json:"reservations,omitempty"`
 	// Fresh says the agent comes without its former self: it shut down every
 	// container on a master's refusal (410 Gone: the master removed it) and
 	// registers as a new agent. Mesos tells the two apart by message
@@ -110,6 +115,10 @@ type RegisterResponse struct {
 	// agent: a fifth of its agent timeout, so four heartbeats may be lost
 	// before the agent is removed.
 	HeartbeatIntervalMS int64 `json:"heartbeat_interval_ms"`
+	// Reservations are the agent's dynamic reservations as the master
+	// holds them (Mesos' CheckpointResourcesMessage): the agent keeps them
+	// and reports them in its next registrations.
+	Reservations []mesos.Resource `json:"reservations,omitempty"`
 }
 
 // HeartbeatInterval returns HeartbeatIntervalMS as a duration.
