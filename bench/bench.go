@@ -477,14 +477,25 @@ feed:
 	return first
 }
 
-// createPods creates n pods of a set and records when each create returned.
+// podName is the name of pod i of a set.
+func podName(set string, i int) string { return fmt.Sprintf("%s-%05d", set, i) }
+
+// createPods creates n pods of a set on node and records when each create
+// returned.
 func (b *Bench) createPods(ctx context.Context, set string, n int, node string, preset bool) ([]string, error) {
+	return b.createPodsOn(ctx, set, n, func(int) string { return node }, preset)
+}
+
+// createPodsOn is createPods with pod i on nodeOf(i).
+func (b *Bench) createPodsOn(ctx context.Context, set string, n int, nodeOf func(i int) string, preset bool) ([]string, error) {
 	names := make([]string, n)
+	nodes := make(map[string]string, n)
 	for i := range names {
-		names[i] = fmt.Sprintf("%s-%05d", set, i)
+		names[i] = podName(set, i)
+		nodes[names[i]] = nodeOf(i)
 	}
 	err := b.parallel(ctx, names, func(ctx context.Context, name string) error {
-		pod := podSpec(name, set, node, preset)
+		pod := podSpec(name, set, nodes[name], preset)
 		for attempt := 0; ; attempt++ {
 			_, err := b.client.CoreV1().Pods(Namespace).Create(ctx, pod, metav1.CreateOptions{})
 			if err == nil {
