@@ -108,6 +108,12 @@ func targetFor(scenario, metric string) (target, bool) {
 		return target{text: "≤ 20 s", limit: 20}, true
 	case strings.HasPrefix(scenario, "restart") && (metric == "launches during recovery" || strings.HasPrefix(metric, "orphans")):
 		return target{text: "= 0", limit: 0}, true
+	case strings.HasPrefix(scenario, "nodes") && metric == "RSS per node beyond its pods (MB)":
+		return target{text: "≤ 1 MB", limit: 1}, true
+	case strings.HasPrefix(scenario, "nodes") && metric == "all nodes Ready (s)":
+		return target{text: "≤ 30 s", limit: 30}, true
+	case strings.HasPrefix(scenario, "nodes") && metric == "API requests per node per minute while idle":
+		return target{text: "≤ 6", limit: 6}, true
 	}
 	return target{}, false
 }
@@ -159,9 +165,9 @@ func (r *Report) markdown(chartPrefix string) string {
 	if o.BaselineQueueQPS > 0 {
 		base = fmt.Sprintf("vk-titus's vknode, pod queues %g/s (burst %g)", o.BaselineQueueQPS, 2*o.BaselineQueueQPS)
 	}
-	fmt.Fprintf(&sb, "\n## vk-bench %s — %d round(s); burst %d, scale %d, restart %d pods\n\n"+
+	fmt.Fprintf(&sb, "\n## vk-bench %s — %d round(s); burst %d, scale %d, restart %d pods; %d nodes × %d pods\n\n"+
 		"baseline: mock provider (every pod Running at once) on %s; client QPS 200, burst 400, 10 pod sync workers, as vk-titus.\n\n",
-		r.Started.Format("2006-01-02 15:04"), o.Rounds, o.Burst, o.Scale, o.Restart, base)
+		r.Started.Format("2006-01-02 15:04"), o.Rounds, o.Burst, o.Scale, o.Restart, o.Nodes, o.NodePods, base)
 	sb.WriteString("| scenario | metric | baseline | vk-titus | ratio | target | met |\n|---|---|---:|---:|---:|---|---|\n")
 	for _, row := range r.Rows {
 		met := ""
@@ -174,7 +180,11 @@ func (r *Report) markdown(chartPrefix string) string {
 	sb.WriteString("\nValues are medians over rounds. Latencies are watch-observed: create call returned → first event showing\n" +
 		"the pod Running (or a process's kill → first event showing it terminated). Pods: one `sleep 100000` container,\n" +
 		"requests 1m/1Mi, restartPolicy Never, terminationGracePeriodSeconds 2; delete = graceful delete of every pod\n" +
-		"until the API has none left and (vk-titus) the agent lists none and no process is left in its work directory.\n")
+		"until the API has none left and (vk-titus) the agent lists none and no process is left in its work directory.\n" +
+		"nodes (vk-titus alone): one legacy-agent --count process registers its agents with the stack's masters and a\n" +
+		"freshly restarted vk-titus serves a node for each; Ready is timed from that process's start. Per node beyond its\n" +
+		"pods = (idle RSS with the nodes, no pods − idle RSS before them) / nodes. API requests: vk-titus's, counted by the\n" +
+		"API server under a FlowSchema of the bench's own, per node it serves (the stack's agents' too) over an idle minute.\n")
 	if len(r.Charts) > 0 {
 		sb.WriteString("\n### Charts\n\n")
 		for _, c := range r.Charts {
