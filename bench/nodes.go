@@ -34,7 +34,9 @@ const nodesHeartbeat = "5s"
 // earlier scenarios does not blur the per-node figure. It reports how long
 // until every node was Ready, the RSS each node costs beyond its pods
 // (idle RSS with the nodes and no pods, less idle RSS before them, per
-// node), and vk-titus's API requests per node and minute while idle.
+// node), vk-titus's API requests per node and minute while idle, and how
+// many node ownerships it lost meanwhile (a lost node is stopped and built
+// anew, which the idle figures then include).
 func (b *Bench) nodes(ctx context.Context, round int) (err error) {
 	if b.env.Vars["MASTERS"] == "0" {
 		return errors.New("nodes needs the stack's masters (MASTERS > 0): vk-titus discovers the agents through them")
@@ -59,6 +61,10 @@ func (b *Bench) nodes(ctx context.Context, round int) (err error) {
 		return err
 	}
 	if err := b.countVKTitusRequests(ctx); err != nil {
+		return err
+	}
+	own0, err := Scrape(ctx, b.env.VKMetrics+"/metrics")
+	if err != nil {
 		return err
 	}
 	before, err := b.idleWindow(ctx, pid, window)
@@ -120,6 +126,17 @@ func (b *Bench) nodes(ctx context.Context, round int) (err error) {
 	b.rep.Add(sc, "RSS per pod (KB)", "vk-titus", 1024*(full.rssMB-empty.rssMB)/float64(len(names)))
 	b.rep.Add(sc, "node process idle CPU with every pod Running (% of a core)", "vk-titus", full.cpuPct)
 	b.rep.Add(sc, "API requests per node per minute while idle", "vk-titus", full.reqPerMin/served)
+	// A node whose ownership lease was not renewed in time stops and is
+	// built anew: the figures above are only steady-state ones without that.
+	own1, err := Scrape(ctx, b.env.VKMetrics+"/metrics")
+	if err != nil {
+		return err
+	}
+	lost := map[string]string{"kind": "lost"}
+	b.rep.Add(sc, "node ownerships lost, restart → last idle window", "vk-titus",
+		own1.Sum("vktitus_handovers_total", lost)-own0.Sum("vktitus_handovers_total", lost))
+	b.rep.Add(sc, "write conflicts, restart → last idle window", "vk-titus",
+		own1.Sum("vktitus_write_conflicts_total", nil)-own0.Sum("vktitus_write_conflicts_total", nil))
 	logf("  RSS %.0f MB before, %.0f MB with %d nodes, %.0f MB with their pods; API requests/min per node idle %.1f (no pods) %.1f (pods)",
 		before.rssMB, empty.rssMB, b.o.Nodes, full.rssMB, empty.reqPerMin/served, full.reqPerMin/served)
 
