@@ -90,9 +90,14 @@ func RunBaseline(ctx context.Context, o BaselineOptions) error {
 		return p, node.NewNaiveNodeProvider(), nil
 	}
 	if o.QueueQPS > 0 {
+		// The process's Secret, ConfigMap and Service informers, as vk-titus
+		// shares them between its nodes.
+		shared := vknode.NewShared(client, time.Minute)
+		shared.Start(ctx.Done())
+		defer shared.Shutdown()
 		n, err := vknode.New(o.NodeName, newProvider, vknode.Config{Client: client, Workers: o.Workers,
 			ResyncPeriod: time.Minute, QueueQPS: o.QueueQPS, QueueBurst: int(2 * o.QueueQPS),
-			EventRecorder: eventRecorder(ctx, client, o.NodeName)})
+			EventRecorder: eventRecorder(ctx, client, o.NodeName), Shared: shared})
 		if err != nil {
 			return err
 		}

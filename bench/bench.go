@@ -43,6 +43,10 @@ type Options struct {
 	Kills, OutageKills int
 	// Creators is how many create/delete calls the bench keeps in flight.
 	Creators int
+	// Nodes is how many agents (virtual nodes) the nodes scenario adds to
+	// vk-titus, NodePods how many pods each runs; their agents listen on
+	// NodesPortBase, NodesPortBase+1, ...
+	Nodes, NodePods, NodesPortBase int
 	// BaselineQueueQPS > 0 builds the baseline with vknode and pod queues
 	// at that rate (vk-titus's node plumbing) instead of nodeutil.
 	BaselineQueueQPS float64
@@ -68,12 +72,14 @@ type Bench struct {
 	agentDir string
 	rep      *Report
 
-	baseline     *exec.Cmd
-	baselineDone chan struct{}
+	baseline *child
 
 	startedStack bool
 	origConfig   []byte // vk-titus.yaml before the bench changed it
 	stopTracker  context.CancelFunc
+	// flowSchema is set once the nodes scenario made its FlowSchema;
+	// teardown deletes it.
+	flowSchema string
 }
 
 // Run brings the stack up when it is not, runs the scenarios, prints the
@@ -145,12 +151,7 @@ func Run(ctx context.Context, o Options) (err error) {
 			continue
 		}
 		for r := 1; r <= o.Rounds && ctx.Err() == nil; r++ {
-			// Alternate who goes first, so warm-up favours neither.
-			order := []impl{{"baseline", BaselineNode}, {"vk-titus", env.NodeName}}
-			if r%2 == 0 {
-				order[0], order[1] = order[1], order[0]
-			}
-			for _, im := range order {
+			for _, im := range b.sides(sc, r) {
 				if err := b.scenario(ctx, sc, r, im); err != nil {
 					if ctx.Err() != nil {
 						return ctx.Err() // interrupted: teardown cleans up
@@ -170,6 +171,20 @@ func Run(ctx context.Context, o Options) (err error) {
 	return b.rep.Save(env.StackRoot)
 }
 
+// sides are the implementations a scenario's round runs, in order: both,
+// alternating who goes first so that warm-up favours neither; vk-titus
+// alone for nodes (the baseline serves one node per process).
+func (b *Bench) sides(sc string, round int) []impl {
+	vkt := impl{"vk-titus", b.env.NodeName}
+	if sc == "nodes" {
+		return []impl{vkt}
+	}
+	if round%2 == 0 {
+		return []impl{vkt, {"baseline", BaselineNode}}
+	}
+	return []impl{{"baseline", BaselineNode}, vkt}
+}
+
 func (b *Bench) scenario(ctx context.Context, sc string, round int, im impl) error {
 	logf("== %s round %d: %s", sc, round, im.name)
 	switch sc {
@@ -182,6 +197,8 @@ func (b *Bench) scenario(ctx context.Context, sc string, round int, im impl) err
 		return b.scale(ctx, round, im)
 	case "restart":
 		return b.restart(ctx, round, im)
+	case "nodes":
+		return b.nodes(ctx, round)
 	}
 	return fmt.Errorf("unknown scenario %q", sc)
 }
@@ -248,6 +265,9 @@ func (b *Bench) teardown(ctx context.Context) error {
 		errs = append(errs, b.cleanupAll(ctx))
 	}
 	b.stopBaseline(syscall.SIGTERM)
+	if b.client != nil {
+		errs = append(errs, b.deleteFlowSchema(ctx))
+	}
 	if b.stopTracker != nil {
 		b.stopTracker()
 	}
@@ -316,65 +336,46 @@ func poll(ctx context.Context, timeout time.Duration, what string, f func() (boo
 // that its RSS and CPU can be read as vk-titus's are, and waits until its
 // node is Ready with a heartbeat from this start.
 func (b *Bench) startBaseline(ctx context.Context) error {
-	logPath := filepath.Join(b.env.StackRoot, "logs", "vk-baseline.log")
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	start := time.Now().Add(-time.Second)
+	c, err := b.startChild("vk-baseline", b.o.Self, "baseline", "--kubeconfig", b.env.Kubeconfig, "--nodename", BaselineNode,
+		"--kube-api-qps", "200", "--kube-api-burst", "400", "--pod-sync-workers", "10",
+		"--pod-queue-qps", fmt.Sprint(b.o.BaselineQueueQPS))
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	fmt.Fprintf(f, "==== %s starting vk-baseline\n", time.Now().Format(time.RFC3339))
-	cmd := exec.Command(b.o.Self, "baseline", "--kubeconfig", b.env.Kubeconfig, "--nodename", BaselineNode,
-		"--kube-api-qps", "200", "--kube-api-burst", "400", "--pod-sync-workers", "10",
-		"--pod-queue-qps", fmt.Sprint(b.o.BaselineQueueQPS))
-	cmd.Stdout, cmd.Stderr = f, f
-	// Never outlive the bench, whatever ends it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	start := time.Now().Add(-time.Second)
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	b.baseline, b.baselineDone = cmd, done
-	logf("started vk-baseline (pid %d, log %s)", cmd.Process.Pid, logPath)
+	b.baseline = c
 	return poll(ctx, 2*time.Minute, "node "+BaselineNode+" Ready", func() (bool, error) {
-		select {
-		case <-done:
-			return false, fmt.Errorf("vk-baseline exited; see %s", logPath)
-		default:
+		if c.exited() {
+			return false, fmt.Errorf("vk-baseline exited; see %s", c.log)
 		}
 		n, err := b.client.CoreV1().Nodes().Get(ctx, BaselineNode, metav1.GetOptions{})
-		if err != nil {
-			return false, nil
-		}
-		for _, c := range n.Status.Conditions {
-			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue && c.LastHeartbeatTime.After(start) {
-				return true, nil
-			}
-		}
-		return false, nil
+		return err == nil && readySince(n, start), nil
 	})
 }
 
+// readySince tells whether n is Ready with a heartbeat after since (the API
+// keeps a node's last status, Ready included, after its process is gone).
+func readySince(n *corev1.Node, since time.Time) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue && c.LastHeartbeatTime.After(since) {
+			return true
+		}
+	}
+	return false
+}
+
 func (b *Bench) stopBaseline(sig syscall.Signal) {
-	if b.baseline == nil {
-		return
+	if b.baseline != nil {
+		b.baseline.stop(sig)
+		b.baseline = nil
 	}
-	_ = b.baseline.Process.Signal(sig)
-	select {
-	case <-b.baselineDone:
-	case <-time.After(15 * time.Second):
-		_ = b.baseline.Process.Kill()
-		<-b.baselineDone
-	}
-	b.baseline = nil
 }
 
 // cpuSnapshot is CPUSnapshot with the baseline and the bench itself.
 func (b *Bench) cpuSnapshot() map[string]float64 {
 	extra := map[string]int{"vk-bench": os.Getpid()}
 	if b.baseline != nil {
-		extra["vk-baseline"] = b.baseline.Process.Pid
+		extra["vk-baseline"] = b.baseline.pid()
 	}
 	return CPUSnapshot(b.env.StackRoot, extra)
 }
@@ -407,7 +408,7 @@ func (b *Bench) pid(im impl) (int, error) {
 		if b.baseline == nil {
 			return 0, errors.New("vk-baseline is not running")
 		}
-		return b.baseline.Process.Pid, nil
+		return b.baseline.pid(), nil
 	}
 	return ReadPidFile(b.env.StackRoot, "vk-titus")
 }
@@ -477,14 +478,25 @@ feed:
 	return first
 }
 
-// createPods creates n pods of a set and records when each create returned.
+// podName is the name of pod i of a set.
+func podName(set string, i int) string { return fmt.Sprintf("%s-%05d", set, i) }
+
+// createPods creates n pods of a set on node and records when each create
+// returned.
 func (b *Bench) createPods(ctx context.Context, set string, n int, node string, preset bool) ([]string, error) {
+	return b.createPodsOn(ctx, set, n, func(int) string { return node }, preset)
+}
+
+// createPodsOn is createPods with pod i on nodeOf(i).
+func (b *Bench) createPodsOn(ctx context.Context, set string, n int, nodeOf func(i int) string, preset bool) ([]string, error) {
 	names := make([]string, n)
+	nodes := make(map[string]string, n)
 	for i := range names {
-		names[i] = fmt.Sprintf("%s-%05d", set, i)
+		names[i] = podName(set, i)
+		nodes[names[i]] = nodeOf(i)
 	}
 	err := b.parallel(ctx, names, func(ctx context.Context, name string) error {
-		pod := podSpec(name, set, node, preset)
+		pod := podSpec(name, set, nodes[name], preset)
 		for attempt := 0; ; attempt++ {
 			_, err := b.client.CoreV1().Pods(Namespace).Create(ctx, pod, metav1.CreateOptions{})
 			if err == nil {
@@ -537,10 +549,31 @@ func (b *Bench) settle(ctx context.Context, names []string, quiet, limit time.Du
 // process is left under its work directory. It returns the time from the
 // first delete call until all of that held.
 func (b *Bench) deleteSet(ctx context.Context, im impl, names []string) (time.Duration, error) {
+	if im.name != "vk-titus" {
+		return b.deletePods(ctx, names, nil)
+	}
 	uids := map[types.UID]bool{}
 	for _, p := range b.tracker.Get(names) {
 		uids[p.UID] = true
 	}
+	return b.deletePods(ctx, names, func(ctx context.Context) bool {
+		live, err := b.agent.Containers(ctx)
+		if err != nil {
+			return false
+		}
+		for _, c := range live {
+			if uids[uidOf(c.ID)] {
+				return false
+			}
+		}
+		return ProcsUnder(b.agentDir) == 0
+	})
+}
+
+// deletePods deletes the pods and waits until they are gone from the API
+// and ended (nil: at once) reports their containers ended. It returns the
+// time from the first delete call until both held.
+func (b *Bench) deletePods(ctx context.Context, names []string, ended func(context.Context) bool) (time.Duration, error) {
 	t0 := time.Now()
 	err := b.parallel(ctx, names, func(ctx context.Context, name string) error {
 		err := b.client.CoreV1().Pods(Namespace).Delete(ctx, name, metav1.DeleteOptions{})
@@ -560,19 +593,8 @@ func (b *Bench) deleteSet(ctx context.Context, im impl, names []string) (time.Du
 	if err != nil {
 		return 0, err
 	}
-	if im.name == "vk-titus" {
-		err = poll(ctx, timeout, "agent containers and processes ended", func() (bool, error) {
-			live, err := b.agent.Containers(ctx)
-			if err != nil {
-				return false, nil
-			}
-			for _, c := range live {
-				if uids[uidOf(c.ID)] {
-					return false, nil
-				}
-			}
-			return ProcsUnder(b.agentDir) == 0, nil
-		})
+	if ended != nil {
+		err = poll(ctx, timeout, "agent containers and processes ended", func() (bool, error) { return ended(ctx), nil })
 	}
 	took := time.Since(t0)
 	b.tracker.Forget(names)

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -33,7 +34,10 @@ type Report struct {
 	Options  Options                       `json:"options"`
 	Rows     []*Row                        `json:"rows"`
 	Details  map[string]map[string]float64 `json:"details,omitempty"`
-	Errors   []string                      `json:"errors,omitempty"`
+	// Charts draw what some rows sum up (Save writes each as an SVG); the
+	// rows stay the record.
+	Charts []*Chart `json:"charts,omitempty"`
+	Errors []string `json:"errors,omitempty"`
 }
 
 // NewReport starts a report for a run with options o.
@@ -65,6 +69,18 @@ func (r *Report) Add(scenario, metric, side string, v float64) {
 // Detail keeps a breakdown for the JSON only.
 func (r *Report) Detail(key string, v map[string]float64) { r.Details[key] = v }
 
+// Plot adds c's series to the chart with c's ID, which it creates (with
+// c's title and labels) on first use.
+func (r *Report) Plot(c Chart) {
+	for _, have := range r.Charts {
+		if have.ID == c.ID {
+			have.Series = append(have.Series, c.Series...)
+			return
+		}
+	}
+	r.Charts = append(r.Charts, &c)
+}
+
 // Error records a scenario that failed; its rows stay incomplete.
 func (r *Report) Error(what string, err error) {
 	r.Errors = append(r.Errors, fmt.Sprintf("%s: %v", what, err))
@@ -92,6 +108,12 @@ func targetFor(scenario, metric string) (target, bool) {
 		return target{text: "≤ 20 s", limit: 20}, true
 	case strings.HasPrefix(scenario, "restart") && (metric == "launches during recovery" || strings.HasPrefix(metric, "orphans")):
 		return target{text: "= 0", limit: 0}, true
+	case strings.HasPrefix(scenario, "nodes") && metric == "RSS per node beyond its pods (MB)":
+		return target{text: "≤ 1 MB", limit: 1}, true
+	case strings.HasPrefix(scenario, "nodes") && metric == "all nodes Ready (s)":
+		return target{text: "≤ 30 s", limit: 30}, true
+	case strings.HasPrefix(scenario, "nodes") && metric == "API requests per node per minute while idle":
+		return target{text: "≤ 6", limit: 6}, true
 	}
 	return target{}, false
 }
@@ -131,17 +153,21 @@ func (r *Report) Finish() {
 	}
 }
 
-// Markdown renders the table (and any errors).
-func (r *Report) Markdown() string {
+// Markdown renders the table, links to the charts as Save names them in
+// .local/bench/ (<id>.svg), and any errors.
+func (r *Report) Markdown() string { return r.markdown("") }
+
+// markdown is Markdown with chart files named <chartPrefix><id>.svg.
+func (r *Report) markdown(chartPrefix string) string {
 	var sb strings.Builder
 	o := r.Options
 	base := "virtual-kubelet nodeutil v1.13.0 (pod queues 10/s after a burst of 100)"
 	if o.BaselineQueueQPS > 0 {
 		base = fmt.Sprintf("vk-titus's vknode, pod queues %g/s (burst %g)", o.BaselineQueueQPS, 2*o.BaselineQueueQPS)
 	}
-	fmt.Fprintf(&sb, "\n## vk-bench %s — %d round(s); burst %d, scale %d, restart %d pods\n\n"+
+	fmt.Fprintf(&sb, "\n## vk-bench %s — %d round(s); burst %d, scale %d, restart %d pods; %d nodes × %d pods\n\n"+
 		"baseline: mock provider (every pod Running at once) on %s; client QPS 200, burst 400, 10 pod sync workers, as vk-titus.\n\n",
-		r.Started.Format("2006-01-02 15:04"), o.Rounds, o.Burst, o.Scale, o.Restart, base)
+		r.Started.Format("2006-01-02 15:04"), o.Rounds, o.Burst, o.Scale, o.Restart, o.Nodes, o.NodePods, base)
 	sb.WriteString("| scenario | metric | baseline | vk-titus | ratio | target | met |\n|---|---|---:|---:|---:|---|---|\n")
 	for _, row := range r.Rows {
 		met := ""
@@ -154,7 +180,17 @@ func (r *Report) Markdown() string {
 	sb.WriteString("\nValues are medians over rounds. Latencies are watch-observed: create call returned → first event showing\n" +
 		"the pod Running (or a process's kill → first event showing it terminated). Pods: one `sleep 100000` container,\n" +
 		"requests 1m/1Mi, restartPolicy Never, terminationGracePeriodSeconds 2; delete = graceful delete of every pod\n" +
-		"until the API has none left and (vk-titus) the agent lists none and no process is left in its work directory.\n")
+		"until the API has none left and (vk-titus) the agent lists none and no process is left in its work directory.\n" +
+		"nodes (vk-titus alone): one legacy-agent --count process registers its agents with the stack's masters and a\n" +
+		"freshly restarted vk-titus serves a node for each; Ready is timed from that process's start. Per node beyond its\n" +
+		"pods = (idle RSS with the nodes, no pods − idle RSS before them) / nodes. API requests: vk-titus's, counted by the\n" +
+		"API server under a FlowSchema of the bench's own, per node it serves (the stack's agents' too) over an idle minute.\n")
+	if len(r.Charts) > 0 {
+		sb.WriteString("\n### Charts\n\n")
+		for _, c := range r.Charts {
+			fmt.Fprintf(&sb, "![%s](%s%s.svg)\n\n", c.Title, chartPrefix, c.ID)
+		}
+	}
 	for _, e := range r.Errors {
 		fmt.Fprintf(&sb, "\nERROR: %s\n", e)
 	}
@@ -183,7 +219,9 @@ func ratio(v *float64) string {
 	return fmt.Sprintf("%.2f×", *v)
 }
 
-// Save writes .local/bench/bench-<time>.json and .md, and latest.json/.md.
+// Save writes .local/bench/bench-<time>.json and .md, and latest.json/.md;
+// each chart as <id>.svg (which latest.md shows) and bench-<time>-<id>.svg
+// (which bench-<time>.md shows).
 func (r *Report) Save(stackRoot string) error {
 	dir := filepath.Join(stackRoot, "bench")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -194,11 +232,20 @@ func (r *Report) Save(stackRoot string) error {
 		return err
 	}
 	stamp := r.Started.Format("20060102-150405")
-	md := []byte(r.Markdown())
-	for _, f := range []struct {
+	type file struct {
 		name string
 		data []byte
-	}{{"bench-" + stamp + ".json", b}, {"bench-" + stamp + ".md", md}, {"latest.json", b}, {"latest.md", md}} {
+	}
+	files := []file{{"bench-" + stamp + ".json", b}, {"bench-" + stamp + ".md", []byte(r.markdown("bench-" + stamp + "-"))},
+		{"latest.json", b}, {"latest.md", []byte(r.Markdown())}}
+	for _, c := range r.Charts {
+		var svg bytes.Buffer
+		if err := c.WriteSVG(&svg); err != nil {
+			return fmt.Errorf("chart %s: %w", c.ID, err)
+		}
+		files = append(files, file{c.ID + ".svg", svg.Bytes()}, file{"bench-" + stamp + "-" + c.ID + ".svg", svg.Bytes()})
+	}
+	for _, f := range files {
 		if err := os.WriteFile(filepath.Join(dir, f.name), f.data, 0o644); err != nil {
 			return err
 		}

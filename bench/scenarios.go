@@ -51,7 +51,8 @@ func (b *Bench) burst(ctx context.Context, round int, im impl, preset bool) erro
 	var lat []float64
 	var last time.Time
 	writes := 0
-	for _, p := range b.tracker.Get(names) {
+	pods := b.tracker.Get(names)
+	for _, p := range pods {
 		writes += p.EventsToRunning - 1
 		lat = append(lat, max(0, ms(p.Running.Sub(p.Created))))
 		if p.Running.After(last) {
@@ -63,6 +64,12 @@ func (b *Bench) burst(ctx context.Context, round int, im impl, preset bool) erro
 	b.rep.Add(sc, "creation→Running p99 (ms)", im.name, Percentile(lat, 99))
 	b.rep.Add(sc, "pod writes seen until Running, per pod", im.name, float64(writes)/float64(len(names)))
 	logf("  %s: all Running in %.1fs, p50 %.0f ms, p99 %.0f ms", set, last.Sub(t0).Seconds(), Percentile(lat, 50), Percentile(lat, 99))
+	b.rep.Plot(Chart{ID: "burst-" + mode + "-timeline", Title: sc + ": pods Running over time",
+		XLabel: "seconds since the first create call", YLabel: "pods Running",
+		Series: []Series{seriesOf(im, round, runningTimeline(pods, t0))}})
+	b.rep.Plot(Chart{ID: "burst-" + mode + "-latency-cdf", Title: sc + ": creation→Running latency",
+		XLabel: "creation→Running (ms)", YLabel: "fraction of pods",
+		Series: []Series{seriesOf(im, round, cdf(lat))}})
 	b.addCPU(sc, "create→all Running", im, cpu0, cpu1)
 	del, err := b.deleteSet(ctx, im, names)
 	if err != nil {
@@ -87,9 +94,21 @@ func (b *Bench) scale(ctx context.Context, round int, im impl) error {
 			return err
 		}
 	}
-	t0 := time.Now()
-	names, err := b.createPods(ctx, set, b.o.Scale, im.node, true)
+	pid, err := b.pid(im)
 	if err != nil {
+		return err
+	}
+	// RSS against pods Running, from the first create to the idle window's end.
+	names := make([]string, b.o.Scale)
+	for i := range names {
+		names[i] = podName(set, i)
+	}
+	rss := sampleRSS(pid, func() int {
+		return b.tracker.Count(names, func(p PodTimes) bool { return !p.Running.IsZero() })
+	})
+	defer rss.Stop()
+	t0 := time.Now()
+	if _, err := b.createPods(ctx, set, b.o.Scale, im.node, true); err != nil {
 		return err
 	}
 	if err := b.waitRunning(ctx, set, names); err != nil {
@@ -97,10 +116,6 @@ func (b *Bench) scale(ctx context.Context, round int, im impl) error {
 	}
 	b.rep.Add(sc, "all Running (s)", im.name, time.Since(t0).Seconds())
 	b.settle(ctx, names, 5*time.Second, time.Minute)
-	pid, err := b.pid(im)
-	if err != nil {
-		return err
-	}
 	// The node process may still work through its queues after the last
 	// status is out; idle begins when it has gone quiet.
 	quiet, err := waitQuiet(ctx, pid, 10, 10*time.Minute)
@@ -110,14 +125,16 @@ func (b *Bench) scale(ctx context.Context, round int, im impl) error {
 	b.rep.Add(sc, "all Running → node process quiet (s)", im.name, quiet.Seconds())
 	idle0, _ := Scrape(ctx, b.env.VKMetrics+"/metrics")
 	logf("  idle window %s (pid %d)", b.o.Idle, pid)
-	rss, cpu, err := IdleStats(ctx, pid, b.o.Idle)
+	maxRSS, cpu, err := IdleStats(ctx, pid, b.o.Idle)
 	if err != nil {
 		return err
 	}
 	idle1, _ := Scrape(ctx, b.env.VKMetrics+"/metrics")
-	b.rep.Add(sc, "node process RSS (MB)", im.name, rss)
+	b.rep.Add(sc, "node process RSS (MB)", im.name, maxRSS)
 	b.rep.Add(sc, "node process idle CPU (% of a core)", im.name, cpu)
-	logf("  %s: RSS %.0f MB, idle CPU %.2f%%", set, rss, cpu)
+	logf("  %s: RSS %.0f MB, idle CPU %.2f%%", set, maxRSS, cpu)
+	b.rep.Plot(Chart{ID: "scale-rss", Title: sc + ": node process RSS against pods Running",
+		XLabel: "pods Running", YLabel: "RSS (MB)", Series: []Series{seriesOf(im, round, rss.Stop())}})
 	if im.name == "vk-titus" {
 		rate := (sum(idle1.AgentCalls()) - sum(idle0.AgentCalls())) / b.o.Idle.Seconds()
 		b.rep.Add(sc, "agent calls/s while idle", im.name, rate)

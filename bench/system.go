@@ -145,10 +145,11 @@ func ReadPidFile(stackRoot, name string) (int, error) {
 	return strconv.Atoi(strings.TrimSpace(string(b)))
 }
 
-// ProcsUnder counts processes whose working directory is dir or below it:
-// the reference agent starts every container in its sandbox under its work
+// ProcsUnder counts processes whose working directory is below dir: the
+// reference agent starts every container in its sandbox under its work
 // directory, so this is every container process still alive (whatever the
-// agent itself believes).
+// agent itself believes). The agent's container supervisor works in dir
+// itself and is not counted: it outlives the containers.
 func ProcsUnder(dir string) int {
 	dir = filepath.Clean(dir)
 	ents, err := os.ReadDir("/proc")
@@ -161,7 +162,7 @@ func ProcsUnder(dir string) int {
 			continue
 		}
 		cwd, err := os.Readlink("/proc/" + e.Name() + "/cwd")
-		if err == nil && (cwd == dir || strings.HasPrefix(cwd, dir+"/")) {
+		if err == nil && strings.HasPrefix(cwd, dir+"/") {
 			n++
 		}
 	}

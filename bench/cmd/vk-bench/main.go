@@ -5,7 +5,8 @@
 // table (also written to .local/bench/).
 //
 //	vk-bench [--burst 1000] [--scale 10000] [--restart 5000] [--rounds 3]
-//	         [--scenarios burst,scale,restart,micro] [--idle 30s]
+//	         [--nodes 200] [--node-pods 25] [--nodes-port-base 25200]
+//	         [--scenarios burst,scale,restart,nodes,micro] [--idle 30s]
 //	         [--baseline-queue-qps 1000]
 //	vk-bench baseline --kubeconfig F --nodename N   (run by vk-bench itself)
 //
@@ -44,11 +45,16 @@ func main() {
 func runBench(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("vk-bench", flag.ExitOnError)
 	var o bench.Options
-	scenarios := fs.String("scenarios", "burst,scale,restart,micro", "scenarios to run, comma-separated")
+	scenarios := fs.String("scenarios", "burst,scale,restart,nodes,micro", "scenarios to run, comma-separated")
 	fs.IntVar(&o.Burst, "burst", 1000, "pods created at once in the burst scenario")
 	fs.IntVar(&o.Scale, "scale", 10000, "pods running in the scale scenario")
 	fs.IntVar(&o.Restart, "restart", 5000, "pods running while the node process restarts")
 	fs.IntVar(&o.Rounds, "rounds", 3, "rounds per scenario and side (alternating)")
+	fs.IntVar(&o.Nodes, "nodes", 200, "virtual nodes (agents of one legacy-agent process) vk-titus serves in the nodes scenario")
+	fs.IntVar(&o.NodePods, "node-pods", 25, "pods per node in the nodes scenario")
+	// Clear of the stack's default ports (agents from 25051, masters from
+	// 25041, vk-titus's kubelet API from 10250, one port per node).
+	fs.IntVar(&o.NodesPortBase, "nodes-port-base", 25200, "the nodes scenario's agent i listens on this port + i")
 	fs.DurationVar(&o.Idle, "idle", 30*time.Second, "idle window for RSS and CPU at scale")
 	fs.IntVar(&o.Kills, "kills", 5, "processes killed at scale to time a status change")
 	fs.IntVar(&o.OutageKills, "outage-kills", 3, "processes killed while vk-titus is down")
@@ -62,8 +68,11 @@ func runBench(ctx context.Context, args []string) error {
 	fs.BoolVar(&o.StopStack, "stop-stack", false, "bring the stack down at the end even if it was up")
 	_ = fs.Parse(args)
 	o.Scenarios = strings.Split(*scenarios, ",")
-	if o.Rounds < 1 || o.Burst < 1 || o.Scale < 1 || o.Restart < 1 || o.Creators < 1 {
+	if o.Rounds < 1 || o.Burst < 1 || o.Scale < 1 || o.Restart < 1 || o.Creators < 1 || o.Nodes < 1 || o.NodePods < 1 {
 		return fmt.Errorf("sizes and rounds must be positive")
+	}
+	if o.NodesPortBase < 1 || o.NodesPortBase+o.Nodes > 65536 {
+		return fmt.Errorf("--nodes-port-base %d: no room for %d ports", o.NodesPortBase, o.Nodes)
 	}
 	self, err := os.Executable()
 	if err != nil {
