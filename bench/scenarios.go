@@ -38,6 +38,10 @@ func (b *Bench) burst(ctx context.Context, round int, im impl, preset bool) erro
 	sc := fmt.Sprintf("burst %d pods, %s", b.o.Burst, how)
 	set := fmt.Sprintf("burst-%s-%s-r%d", mode, short(im), round)
 	cpu0 := b.cpuSnapshot()
+	var own0 Metrics
+	if im.name == "vk-titus" {
+		own0, _ = Scrape(ctx, b.env.VKMetrics+"/metrics")
+	}
 	t0 := time.Now()
 	names, err := b.createPods(ctx, set, b.o.Burst, im.node, preset)
 	if err != nil {
@@ -63,6 +67,17 @@ func (b *Bench) burst(ctx context.Context, round int, im impl, preset bool) erro
 	b.rep.Add(sc, "creation→Running p50 (ms)", im.name, Percentile(lat, 50))
 	b.rep.Add(sc, "creation→Running p99 (ms)", im.name, Percentile(lat, 99))
 	b.rep.Add(sc, "pod writes seen until Running, per pod", im.name, float64(writes)/float64(len(names)))
+	if own0 != nil {
+		// The bridge's own latency, from the pod's admission to its first
+		// LAUNCH sent (bucket upper bounds: an estimate, not a sample).
+		if own1, err := Scrape(ctx, b.env.VKMetrics+"/metrics"); err == nil {
+			for _, q := range []float64{50, 99} {
+				if v, n := HistogramQuantile(own0, own1, "vktitus_pod_admit_to_launch_seconds", q/100); n > 0 {
+					b.rep.Add(sc, fmt.Sprintf("admitted→LAUNCH sent p%.0f (ms, bucket bound)", q), im.name, v*1000)
+				}
+			}
+		}
+	}
 	logf("  %s: all Running in %.1fs, p50 %.0f ms, p99 %.0f ms", set, last.Sub(t0).Seconds(), Percentile(lat, 50), Percentile(lat, 99))
 	b.rep.Plot(Chart{ID: "burst-" + mode + "-timeline", Title: sc + ": pods Running over time",
 		XLabel: "seconds since the first create call", YLabel: "pods Running",

@@ -5,9 +5,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -258,6 +260,33 @@ func (m Metrics) Sum(name string, match map[string]string) float64 {
 		}
 	}
 	return total
+}
+
+// HistogramQuantile is the q-quantile (0..1) of what histogram name
+// observed between before and after (two scrapes of one process), as the
+// upper bound of the bucket it falls in, and how many observations there
+// were; NaN without observations.
+func HistogramQuantile(before, after Metrics, name string, q float64) (float64, float64) {
+	type bucket struct{ le, n float64 }
+	var bs []bucket
+	for _, s := range after[name+"_bucket"] {
+		le, err := strconv.ParseFloat(s.Labels["le"], 64)
+		if err != nil {
+			continue
+		}
+		bs = append(bs, bucket{le, s.Value - before.Sum(name+"_bucket", map[string]string{"le": s.Labels["le"]})})
+	}
+	sort.Slice(bs, func(i, j int) bool { return bs[i].le < bs[j].le })
+	if len(bs) == 0 || bs[len(bs)-1].n <= 0 {
+		return math.NaN(), 0
+	}
+	total := bs[len(bs)-1].n // the +Inf bucket counts every observation
+	for _, b := range bs {
+		if b.n >= q*total {
+			return b.le, total
+		}
+	}
+	return math.Inf(1), total
 }
 
 // AgentCalls is vktitus_agent_calls_total summed over outcomes, by call.

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -505,5 +506,32 @@ func TestExitsBeyondTheWaitBudget(t *testing.T) {
 		if term := got.Status.ContainerStatuses[0].State.Terminated; term == nil || term.ExitCode != int32(10+i) {
 			t.Fatalf("short-%d: terminated %+v, want exit code %d", i, term, 10+i)
 		}
+	}
+}
+
+// The bridge's own latency is observed once per pod, at its first launch,
+// however many containers it launches.
+func TestAdmitToLaunchObservedOnce(t *testing.T) {
+	count := func() uint64 {
+		var m dto.Metric
+		if err := admitToLaunch.Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetHistogram().GetSampleCount()
+	}
+	w := newWorld(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p := w.provider(ctx)
+	before := count()
+	pod := testPod("latency", "33333333-3333-4333-8333-333333333333", "sleep 30")
+	pod.Spec.InitContainers = []corev1.Container{ctrSpec("first", "exit 0")}
+	w.add(pod)
+	if err := p.CreatePod(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, p, "latency", "running its app", running("main"))
+	if got := count() - before; got != 1 {
+		t.Fatalf("%d observations for one pod with two launches, want 1", got)
 	}
 }

@@ -25,6 +25,11 @@ var (
 		Namespace: "vktitus", Name: "agent_calls_total",
 		Help: "Calls to legacy agents, by call and outcome.",
 	}, []string{"call", "outcome"})
+	admitToLaunch = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "vktitus", Name: "pod_admit_to_launch_seconds",
+		Help:    "From a pod's admission by the bridge (virtual-kubelet's CreatePod, once the binding reached it) to its first LAUNCH_CONTAINER sent: the bridge's own latency (translation, reservation, queueing).",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+	})
 	agentLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "vktitus", Name: "agent_call_duration_seconds",
 		Help:    "Latency of calls to legacy agents (WAIT excluded: it lasts as long as the container), by call.",
@@ -140,7 +145,7 @@ func (p *Provider) containerStates() map[statemachine.State]int {
 }
 
 func init() {
-	Registry.MustRegister(transitions, agentCalls, agentLatency, states,
+	Registry.MustRegister(transitions, agentCalls, agentLatency, admitToLaunch, states,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }
 

@@ -201,6 +201,7 @@ func (p *Provider) admit(pod *corev1.Pod, deleting bool) (*podRecord, statemachi
 	ev := statemachine.PodCreate
 	if ran {
 		ev = statemachine.PodAdopt
+		rec.launched.Store(true) // its launch was another process's
 	}
 	launches, annotation, err := translate.PodLaunches(pod, resolver{p.opts.ConfigMaps, p.opts.Secrets})
 	log := p.podLog(rec)

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -42,6 +43,11 @@ type podRecord struct {
 	// inbox holds what happened to the pod, in order, until its worker
 	// takes it.
 	inbox []item
+	// admitted is when the bridge took the pod in; launched is set by the
+	// first LAUNCH sent for it (or at once for a pod that ran before): the
+	// two give vktitus_pod_admit_to_launch_seconds.
+	admitted time.Time
+	launched atomic.Bool
 }
 
 // item is one thing that happened to a pod: a pod-level event (c nil) or a
@@ -83,7 +89,7 @@ type ctr struct {
 
 func newPodRecord(pod *corev1.Pod) *podRecord {
 	rec := &podRecord{key: podKey(pod.Namespace, pod.Name), uid: pod.UID, pod: pod.DeepCopy(),
-		state: statemachine.PodPending, started: metav1.Now()}
+		state: statemachine.PodPending, started: metav1.Now(), admitted: time.Now()}
 	if pod.Status.StartTime != nil {
 		rec.started = *pod.Status.StartTime
 	}

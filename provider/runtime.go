@@ -400,6 +400,9 @@ func (p *Provider) act(rec *podRecord, t task) []item {
 			log.WithError(err).Warn("launch: pod cannot be translated yet, will retry")
 			return events(sm.Event{Type: sm.LaunchUnavailable, Message: err.Error()})
 		}
+		if !rec.launched.Swap(true) {
+			admitToLaunch.Observe(time.Since(rec.admitted).Seconds())
+		}
 		existed, err := p.agent.Launch(ctx, t.id, spec)
 		switch {
 		case err == nil && existed:
