@@ -168,7 +168,14 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	b.rep.Finish()
 	fmt.Print(b.rep.Markdown())
-	return b.rep.Save(env.StackRoot)
+	if err := b.rep.Save(env.StackRoot); err != nil {
+		return err
+	}
+	if n := len(b.rep.Errors); n > 0 {
+		// The report is written; the exit status still says it is partial.
+		return fmt.Errorf("%d scenario run(s) failed (see the report's errors)", n)
+	}
+	return nil
 }
 
 // sides are the implementations a scenario's round runs, in order: both,
