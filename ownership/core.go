@@ -16,9 +16,8 @@ type timing struct {
 	retryPeriod   time.Duration
 }
 
-// batch is how early a renewal may go so that it goes with others: plans
-// driven by time are then at least batch apart, whatever the number of
-// nodes (their renewals are spread over the interval).
+// batch is how far apart plans driven by time are at least, whatever the
+// number of nodes: expiries due within it are handled together.
 func (t timing) batch() time.Duration { return t.retryPeriod / 4 }
 
 // phase is where one of this replica's nodes is in its term.
@@ -27,19 +26,19 @@ type phase int
 const (
 	acquiring phase = iota // the acquiring write is in flight
 	serving                // held; the caller serves it under its fence
-	stopping               // Handler.Stop is running (the lease is still renewed)
+	stopping               // Handler.Stop is running (the lease is still held)
 	stopped                // stopped; its release waits its turn (on shutdown: the membership lease's removal)
 	releasing              // the release (or removal) write is in flight
 )
 
-// owned is a node this replica holds or is acquiring or giving up.
+// owned is a node this replica holds or is acquiring or giving up. Its
+// lease is not renewed: it lives as long as this replica's membership
+// lease (see nodeExpiry).
 type owned struct {
-	phase   phase
-	reason  Reason                // why it stops (stopping and after)
-	last    *coordinationv1.Lease // this replica's last successful write: the base of the next
-	renewAt time.Time             // next renewal (serving, stopping)
-	busy    bool                  // a renewal is in flight
-	lost    bool                  // the fence is gone: no renewal; released only if still ours
+	phase  phase
+	reason Reason                // why it stops (stopping and after)
+	last   *coordinationv1.Lease // this replica's last successful write: the base of the next
+	lost   bool                  // the fence is gone; released only if still ours
 }
 
 // actionKind is what the shell must do.
@@ -47,14 +46,14 @@ type actionKind int
 
 const (
 	actAcquire actionKind = iota // write the node lease held by this replica (from base; nil: create)
-	actRenew                     // renew the node lease (from base)
 	actRevoke                    // revoke the node's fence now (the lease went to another)
 	actStop                      // call Handler.Stop (reason)
 	actRelease                   // clear the node lease's holder (from base)
 	actRemove                    // delete the node lease (base: its resourceVersion); the node left the set
-	actJoin                      // write the membership lease (from base; nil: create)
-	actLeave                     // delete the membership lease (base)
-	actCollect                   // delete another's leftover lease (base)
+	actJoin                      // write the membership lease (from base; nil: create); on success every fence runs from its send time
+	actLeave                     // write the membership lease without holder (from base): leaving; on success as actJoin
+	actDepart                    // delete the membership lease (base): every node released
+	actCollect                   // delete a leftover lease (base)
 )
 
 // action is one thing the core decided; the shell performs it and reports
@@ -112,9 +111,13 @@ type core struct {
 	joinedAt  time.Time
 	liveSince map[string]time.Time // live replicas other than self: since when
 
-	shutting  bool
-	leaveSent bool
-	leaveDone bool
+	// Shutdown: the membership lease is written without holder (leaving:
+	// the others stop counting this replica, and its node leases stay
+	// live), renewed so until every node is released, then deleted.
+	shutting   bool
+	leaveDone  bool // a leave write came back (ok or not): the releases may go
+	departSent bool
+	departDone bool
 
 	collecting map[string]bool // lease names being deleted as leftovers
 
@@ -125,8 +128,9 @@ type core struct {
 
 	// When to plan: at once (replan: an input that may change a decision)
 	// or at wakeAt (zero: no time-driven work). Most inputs change nothing
-	// to decide (another replica renewing its lease, a renewal of this
-	// one's that succeeded): a plan walks every node, so they only record.
+	// to decide (another replica renewing its membership lease, a renewal
+	// of this one's that succeeded): a plan walks every node, so they only
+	// record.
 	replan bool
 	wakeAt time.Time
 }
@@ -203,9 +207,9 @@ func (c *core) observe(name string, obj *coordinationv1.Lease, at time.Time) {
 		delete(c.retryAt, l.key)
 	}
 	// A renewal by the same holder changes no decision, unless the lease
-	// had expired meanwhile.
+	// had expired meanwhile (then the nodes its holder holds come back too).
 	if old == nil || old.holder != l.holder || old.incarnation != l.incarnation || old.nodesHash != l.nodesHash ||
-		old.duration != l.duration || !at.Before(old.expiry()) {
+		old.duration != l.duration || !at.Before(c.expiry(old)) {
 		c.replan = true
 	}
 }
@@ -252,7 +256,8 @@ func (c *core) through(m map[string]*lease, key string, base, written *coordinat
 }
 
 // acquired reports an acquiring write: ok with the written lease, sent at
-// sentAt (the term's fence runs from then).
+// sentAt (the term's fence runs from then, or from a later membership
+// renewal's).
 func (c *core) acquired(node string, base, written *coordinationv1.Lease, ok bool, sentAt, now time.Time) {
 	o := c.own[node]
 	if o == nil || o.phase != acquiring {
@@ -267,42 +272,9 @@ func (c *core) acquired(node string, base, written *coordinationv1.Lease, ok boo
 	}
 	c.through(c.leases, node, base, written, now)
 	o.phase, o.last = serving, written
-	// The first renewal is spread over the second half of the interval,
-	// by node, so that nodes acquired together do not renew together.
-	half := c.t.renewInterval / 2
-	o.renewAt = sentAt.Add(half + time.Duration(weight(c.self, node)%uint64(half+1)))
 }
 
-// renewed reports a renewal write. On failure, conflict says the lease
-// changed under it: if it is still this replica's (someone else touched
-// it), the next renewal starts from what was observed; otherwise the loss
-// shows in the observations.
-func (c *core) renewed(node string, written *coordinationv1.Lease, ok, conflict bool, sentAt, now time.Time) {
-	o := c.own[node]
-	if o == nil || !o.busy {
-		return
-	}
-	o.busy = false
-	if ok {
-		c.through(c.leases, node, o.last, written, now)
-		o.last = written
-		o.renewAt = sentAt.Add(c.t.renewInterval)
-	} else {
-		if conflict {
-			if l := c.leases[node]; l != nil && c.ours(l) {
-				o.last = l.obj
-			}
-		}
-		o.renewAt = sentAt.Add(c.t.retryPeriod)
-	}
-	c.wake(o.renewAt.Add(-c.t.batch()))
-	if o.phase == stopped {
-		c.replan = true // its release waited for this renewal
-	}
-}
-
-// fenceExpired reports that node's fence expired: its renewals stop, and
-// it is stopped.
+// fenceExpired reports that node's fence expired: it is stopped.
 func (c *core) fenceExpired(node string) {
 	if o := c.own[node]; o != nil && (o.phase == serving || o.phase == stopping) {
 		o.lost = true
@@ -338,7 +310,7 @@ func (c *core) released(node string, written *coordinationv1.Lease, ok bool, now
 func (c *core) joined(written *coordinationv1.Lease, ok bool, sentAt, now time.Time) {
 	c.memberBusy = false
 	if ok {
-		if c.joinedAt.IsZero() {
+		if c.joinedAt.IsZero() && !c.shutting {
 			c.joinedAt = sentAt
 			c.replan = true // settling starts
 		}
@@ -348,15 +320,25 @@ func (c *core) joined(written *coordinationv1.Lease, ok bool, sentAt, now time.T
 		c.memberLast = nil // the next write starts from what is observed
 		c.memberAt = sentAt.Add(c.t.retryPeriod)
 	}
+	if c.shutting && !c.leaveDone {
+		c.memberAt = time.Time{} // the leave waited for this write: it goes now
+	}
 	c.wake(c.memberAt)
 	if c.shutting {
-		c.replan = true // the leave waited for this write
+		c.replan = true
 	}
 }
 
-// left reports the membership lease's removal (done or failed: either
-// way the releases may go now).
-func (c *core) left() { c.leaveDone, c.replan = true, true }
+// left reports a leave write (done or failed: either way the releases may
+// go now).
+func (c *core) left(written *coordinationv1.Lease, ok bool, sentAt, now time.Time) {
+	c.leaveDone = true
+	c.joined(written, ok, sentAt, now)
+}
+
+// departed reports the membership lease's deletion (done or failed: it
+// would expire anyway).
+func (c *core) departed() { c.departDone, c.replan = true, true }
 
 // collected reports the deletion of a leftover lease.
 func (c *core) collected(a action, ok bool, now time.Time) {
@@ -367,16 +349,46 @@ func (c *core) collected(a action, ok bool, now time.Time) {
 	}
 }
 
-// shutdown starts the graceful end: the membership lease goes first (the
-// others stop counting this replica, so the nodes it releases go straight
-// to their new owners), every node is stopped, then released.
-func (c *core) shutdown() { c.shutting, c.replan = true, true }
+// shutdown starts the graceful end: the membership lease says leaving
+// first (the others stop counting this replica, so the nodes it releases
+// go straight to their new owners, while those it still holds stay live),
+// every node is stopped, then released, then the membership lease is
+// deleted.
+func (c *core) shutdown() { c.shutting, c.replan, c.memberAt = true, true, time.Time{} }
 
 // finished reports whether the graceful end is done.
-func (c *core) finished() bool { return c.shutting && c.leaveDone && len(c.own) == 0 }
+func (c *core) finished() bool { return c.shutting && c.departDone && len(c.own) == 0 }
 
 // ours reports whether l is held by this very process.
 func (c *core) ours(l *lease) bool { return l.holder == c.self && l.incarnation == c.incarnation }
+
+// expiry is when l ends unless it changes again, on the local clock. A
+// membership lease ends a lease duration after it was last seen to change.
+// A node lease is never renewed: it lives as long as its holder's
+// membership lease, or a lease duration after its own last change (an
+// acquisition seen before the holder's membership).
+func (c *core) expiry(l *lease) time.Time {
+	t := l.observedAt.Add(l.duration)
+	if l.kind != kindNode {
+		return t
+	}
+	// A leaving holder (its membership without holder) still counts.
+	if r := c.replicas[l.holder]; r != nil && c.expiry(r).After(t) {
+		t = c.expiry(r)
+	}
+	return t
+}
+
+// held reports whether someone holds l at now.
+func (c *core) held(l *lease, now time.Time) bool { return l.holder != "" && now.Before(c.expiry(l)) }
+
+// freeSince is when l became free: released, or expired.
+func (c *core) freeSince(l *lease) time.Time {
+	if l.holder == "" {
+		return l.observedAt
+	}
+	return c.expiry(l)
+}
 
 // plan returns what to do now; nextPlan then says when to plan again
 // (besides the inputs that make a plan due at once).
@@ -426,9 +438,9 @@ func (c *core) refresh(p *planner) {
 		if id == c.self {
 			continue
 		}
-		if r.held(p.now) {
+		if c.held(r, p.now) {
 			live = append(live, id)
-			p.at(r.expiry())
+			p.at(c.expiry(r))
 			if c.hashes[id] != r.nodesHash {
 				c.hashes[id] = r.nodesHash
 				c.dirty = true
@@ -450,10 +462,10 @@ func (c *core) refresh(p *planner) {
 	}
 	for _, n := range c.sorted {
 		h := ""
-		if l := c.leases[n]; l != nil && l.held(p.now) {
+		if l := c.leases[n]; l != nil && c.held(l, p.now) {
 			h = l.holder
 			if h != c.self {
-				p.at(l.expiry())
+				p.at(c.expiry(l))
 			}
 		}
 		if cur, ok := c.eff[n]; !ok || cur != h {
@@ -467,30 +479,11 @@ func (c *core) refresh(p *planner) {
 	}
 }
 
+// planMember writes the membership lease every RenewInterval: joined, or
+// leaving once shutting (the first leave at once), and deletes it once
+// every node is released.
 func (c *core) planMember(p *planner) {
-	if c.shutting {
-		if c.leaveSent || c.memberBusy {
-			return
-		}
-		c.leaveSent = true
-		base := c.memberLast
-		if base == nil {
-			if r := c.replicas[c.self]; r != nil {
-				base = r.obj
-			}
-		}
-		if base == nil {
-			c.leaveDone = true
-			return
-		}
-		p.do(action{kind: actLeave, base: base})
-		return
-	}
-	if c.memberBusy {
-		return
-	}
-	if p.now.Before(c.memberAt) {
-		p.at(c.memberAt)
+	if c.memberBusy || c.departSent {
 		return
 	}
 	base := c.memberLast
@@ -499,11 +492,27 @@ func (c *core) planMember(p *planner) {
 			base = r.obj
 		}
 	}
+	switch {
+	case c.shutting && base == nil: // never joined: nothing to leave
+		c.leaveDone, c.departSent, c.departDone = true, true, true
+		return
+	case c.shutting && c.leaveDone && len(c.own) == 0:
+		c.departSent = true
+		p.do(action{kind: actDepart, base: base})
+		return
+	case p.now.Before(c.memberAt):
+		p.at(c.memberAt)
+		return
+	}
 	c.memberBusy = true
-	p.do(action{kind: actJoin, base: base, hash: c.hash, count: len(c.sorted)})
+	kind := actJoin
+	if c.shutting {
+		kind = actLeave
+	}
+	p.do(action{kind: kind, base: base, hash: c.hash, count: len(c.sorted)})
 }
 
-// planOwn renews, stops and releases this replica's nodes.
+// planOwn stops and releases this replica's nodes.
 func (c *core) planOwn(p *planner) {
 	var candidates []string // rebalance: held nodes another replica should serve
 	for node, o := range c.own {
@@ -515,14 +524,6 @@ func (c *core) planOwn(p *planner) {
 					// expired. Whatever the deadline says, stop acting.
 					o.lost = true
 					p.do(action{kind: actRevoke, node: node})
-				}
-			}
-			if !o.lost && !o.busy {
-				if at := o.renewAt.Add(-c.t.batch()); p.now.Before(at) {
-					p.at(at)
-				} else {
-					o.busy = true
-					p.do(action{kind: actRenew, node: node, base: o.last})
 				}
 			}
 			if o.phase != serving {
@@ -540,9 +541,7 @@ func (c *core) planOwn(p *planner) {
 				candidates = append(candidates, node)
 			}
 		case stopped:
-			if !o.busy { // a renewal in flight would race the release
-				c.planRelease(p, node, o)
-			}
+			c.planRelease(p, node, o)
 		}
 	}
 	if len(candidates) > 0 && c.handover == "" {
@@ -561,7 +560,7 @@ func (c *core) stop(p *planner, node string, o *owned, reason Reason) {
 // the set, released otherwise; a lost one only if it is still ours.
 func (c *core) planRelease(p *planner, node string, o *owned) {
 	if o.lost {
-		if l := c.leases[node]; l == nil || !c.ours(l) || !l.held(p.now) {
+		if l := c.leases[node]; l == nil || !c.ours(l) || !c.held(l, p.now) {
 			delete(c.own, node) // taken or expired: nothing to give back
 			return
 		}
@@ -594,21 +593,28 @@ func (c *core) movable(p *planner, node string) bool {
 }
 
 // planHandover ends the wait for the node being handed over once another
-// replica holds it, it is gone, or it stayed free a lease duration (its
-// desired owner did not take it; the fallback will).
+// replica holds it, it is gone, it stayed free a lease duration (its
+// desired owner did not take it; the fallback will), or this replica
+// serves it again (its release failed, and it was adopted back).
 func (c *core) planHandover(p *planner) {
 	n := c.handover
-	if n == "" || c.own[n] != nil {
+	if n == "" {
+		return
+	}
+	if o := c.own[n]; o != nil {
+		if o.phase == serving {
+			c.handover = ""
+		}
 		return
 	}
 	l := c.leases[n]
 	switch {
-	case l == nil, l.held(p.now) && l.holder != c.self:
+	case l == nil, c.held(l, p.now) && l.holder != c.self:
 		c.handover = ""
-	case l.held(p.now):
-		p.at(l.expiry()) // its release failed: it expires on its own
+	case c.held(l, p.now):
+		return // its release failed: planAcquire adopts it back
 	default:
-		since := l.freeSince()
+		since := c.freeSince(l)
 		if c.handoverSince.After(since) {
 			since = c.handoverSince
 		}
@@ -620,10 +626,12 @@ func (c *core) planHandover(p *planner) {
 	}
 }
 
-// planAcquire takes the free nodes this replica should serve, its
-// predecessor's leases (same identity, earlier process) at once, and, as a
-// fallback, free nodes nobody took for a while (their desired owner may
-// not know them): the n-th best replica by weight after n lease
+// planAcquire takes the free nodes this replica should serve, the leases
+// held under its identity that it does not serve (its predecessor's, same
+// identity and earlier process, or one whose write it saw fail) at once:
+// they live as long as its membership lease, nobody else may take them.
+// As a fallback it takes free nodes nobody took for a while (their desired
+// owner may not know them): the n-th best replica by weight after n lease
 // durations, so that fallbacks rarely race.
 func (c *core) planAcquire(p *planner) {
 	if c.shutting {
@@ -650,15 +658,15 @@ func (c *core) planAcquire(p *planner) {
 			base = l.obj
 		}
 		switch {
-		case l != nil && l.holder == c.self && l.incarnation != c.incarnation && l.held(p.now):
-			// adopt the previous process's lease
-		case l != nil && l.held(p.now), !settled:
+		case l != nil && l.holder == c.self && c.held(l, p.now):
+			// adopt what is held under this identity
+		case l != nil && c.held(l, p.now), !settled:
 			continue
 		case c.desired[n] == c.self:
 		default:
 			since := c.nodes[n]
 			if l != nil {
-				since = l.freeSince()
+				since = c.freeSince(l)
 			}
 			t := since.Add(c.t.leaseDuration * time.Duration(c.rank(n)))
 			if p.now.Before(t) {
@@ -683,26 +691,38 @@ func (c *core) rank(n string) int {
 	return rank
 }
 
-// planCollect deletes leftovers: node leases outside the set, free for two
-// lease durations, and membership leases expired as long (replicas that
-// died without leaving). One replica does it, the first live by name, so
-// that replicas do not race for it.
+// planCollect deletes leftovers. Every replica deletes the leases held
+// under its identity of nodes outside its set that it does not serve (its
+// predecessor's, or one whose removal failed): they would live as long as
+// its membership lease; they wait a lease duration after they were seen,
+// for a node set still being discovered. One replica, the first live by
+// name (so that replicas do not race for it), deletes the others: node
+// leases outside its set, free for two lease durations, and membership
+// leases expired as long (replicas that died without leaving).
 func (c *core) planCollect(p *planner) {
-	if c.shutting || len(c.live) == 0 || c.live[0] != c.self {
+	if c.shutting {
+		return
+	}
+	for n, l := range c.leases {
+		if _, inSet := c.nodes[n]; !inSet && l.holder == c.self && c.own[n] == nil {
+			c.collect(p, l, l.observedAt.Add(c.t.leaseDuration))
+		}
+	}
+	if len(c.live) == 0 || c.live[0] != c.self {
 		return
 	}
 	grace := 2 * c.t.leaseDuration
 	for n, l := range c.leases {
-		if _, inSet := c.nodes[n]; inSet || c.own[n] != nil || l.held(p.now) {
+		if _, inSet := c.nodes[n]; inSet || c.own[n] != nil || c.held(l, p.now) {
 			continue
 		}
-		c.collect(p, l, l.freeSince().Add(grace))
+		c.collect(p, l, c.freeSince(l).Add(grace))
 	}
 	for id, r := range c.replicas {
-		if id == c.self || r.held(p.now) {
+		if id == c.self || c.held(r, p.now) {
 			continue
 		}
-		c.collect(p, r, r.freeSince().Add(grace))
+		c.collect(p, r, c.freeSince(r).Add(grace))
 	}
 }
 

@@ -14,7 +14,8 @@ import (
 // sim is the API server (conditional writes, resourceVersions) and every
 // replica's shell at once: it performs each replica's actions at once,
 // delivers every change to every replica at the instant it is made, and
-// keeps each replica's fences (deadline = write sent + RenewDeadline).
+// keeps each replica's fences (deadline = the acquiring write or the last
+// successful membership write, whichever is later, sent + RenewDeadline).
 
 var testTiming = timing{leaseDuration: 12 * time.Second, renewDeadline: 8 * time.Second,
 	renewInterval: 4 * time.Second, retryPeriod: 2 * time.Second}
@@ -44,10 +45,13 @@ type sim struct {
 	rv    int
 	store map[string]*coordinationv1.Lease
 	reps  []*simReplica
-	// acquisitions by replica, and the time of each replica's last
-	// successful write of each node lease (the others' observation).
+	// acquisitions by replica; the time of the last successful write of
+	// each node lease and of each replica's membership lease (the others'
+	// observation); successful writes by lease name.
 	acquired map[string]int
 	lastSeen map[string]time.Time
+	member   map[string]time.Time
+	writes   map[string]int
 	// conflicts counts writes refused for a stale base (cut replicas'
 	// writes fail before that).
 	conflicts int
@@ -55,7 +59,7 @@ type sim struct {
 
 func newSim(t testing.TB) *sim {
 	return &sim{t: t, now: time.Unix(1_000_000, 0), store: map[string]*coordinationv1.Lease{},
-		acquired: map[string]int{}, lastSeen: map[string]time.Time{}}
+		acquired: map[string]int{}, lastSeen: map[string]time.Time{}, member: map[string]time.Time{}, writes: map[string]int{}}
 }
 
 func (s *sim) add(id string, nodes []string) *simReplica {
@@ -90,6 +94,7 @@ func (s *sim) write(r *simReplica, name string, base, l *coordinationv1.Lease) (
 		s.conflicts++
 		return nil, false
 	}
+	s.writes[name]++
 	if l == nil {
 		delete(s.store, name)
 		for _, o := range s.reps {
@@ -140,15 +145,6 @@ func (s *sim) perform(r *simReplica, a action) {
 			s.acquired[r.id]++
 			s.lastSeen[a.node] = now
 		}
-	case actRenew:
-		l, ok := s.write(r, NodeLeaseName(a.node), a.base, r.w.renew(a.base, now))
-		c.renewed(a.node, l, ok, false, now, now)
-		if ok {
-			s.lastSeen[a.node] = now
-			if _, valid := r.fence[a.node]; valid {
-				r.fence[a.node] = now.Add(testTiming.renewDeadline)
-			}
-		}
 	case actRevoke:
 		delete(r.fence, a.node)
 	case actStop:
@@ -164,12 +160,32 @@ func (s *sim) perform(r *simReplica, a action) {
 	case actJoin:
 		l, ok := s.write(r, ReplicaLeaseName(r.id), a.base, r.w.member(a.base, a.hash, a.count, now))
 		c.joined(l, ok, now, now)
+		if ok {
+			s.extend(r)
+		}
 	case actLeave:
+		l, ok := s.write(r, ReplicaLeaseName(r.id), a.base, r.w.leave(a.base, a.hash, a.count, now))
+		c.left(l, ok, now, now)
+		if ok {
+			s.extend(r)
+		}
+	case actDepart:
 		s.write(r, ReplicaLeaseName(r.id), a.base, nil)
-		c.left()
+		c.departed()
 	case actCollect:
 		_, ok := s.write(r, a.base.Name, a.base, nil)
 		c.collected(a, ok, now)
+	}
+}
+
+// extend records r's successful membership write: every fence runs from
+// it (or from its acquisition, if later).
+func (s *sim) extend(r *simReplica) {
+	s.member[r.id] = s.now
+	for node, d := range r.fence { // expired ones were dropped by step
+		if end := s.now.Add(testTiming.renewDeadline); end.After(d) {
+			r.fence[node] = end
+		}
 	}
 }
 
@@ -358,8 +374,8 @@ func TestCoreScaleDownAndUpWithoutConflicts(t *testing.T) {
 	}
 }
 
-// A SIGKILLed replica's nodes go to the others once its leases expired as
-// they observed them, not before, and only its nodes move.
+// A SIGKILLed replica's nodes go to the others once its membership lease
+// expired as they observed it, not before, and only its nodes move.
 func TestCoreKilledReplicaTakenOverAfterExpiry(t *testing.T) {
 	s := newSim(t)
 	nodes := names("agent-", 9)
@@ -371,10 +387,13 @@ func TestCoreKilledReplicaTakenOverAfterExpiry(t *testing.T) {
 	c := s.get("c")
 	c.dead = true
 	killed := s.now
-	lastWrite := map[string]time.Time{} // c's last write of each of its leases
+	lastWrite := map[string]time.Time{} // c's last write keeping each of its nodes
 	for node, o := range before {
 		if o == "c" {
-			lastWrite[node] = s.lastSeen[node]
+			lastWrite[node] = s.member["c"]
+			if s.lastSeen[node].After(lastWrite[node]) {
+				lastWrite[node] = s.lastSeen[node]
+			}
 		}
 	}
 	took := s.until(30*time.Second, "taken over", func() bool {
@@ -528,5 +547,76 @@ func BenchmarkPlanSteadyState(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		c.plan(s.now)
+	}
+}
+
+// A node lease is never renewed: it lives as long as its holder's
+// membership lease, is free at once when released, and without a
+// membership lease lives a lease duration from its own last change.
+func TestCoreNodeLeaseLivesWithItsHolder(t *testing.T) {
+	t0 := time.Unix(1_000_000, 0)
+	x := leaseWriter{namespace: "ns", identity: "x", incarnation: "x1", duration: testTiming.leaseDuration}
+	aw := leaseWriter{namespace: "ns", identity: "a", incarnation: "a1", duration: testTiming.leaseDuration}
+	rv := 0
+	observe := func(c *core, l *coordinationv1.Lease, at time.Time) {
+		rv++
+		l.ResourceVersion = strconv.Itoa(rv)
+		c.observe(l.Name, l, at)
+	}
+	// acquiresAt plans every step from start, x renewing its membership
+	// until renewUntil, and returns when a acquires n.
+	acquiresAt := func(c *core, start time.Time, renewUntil time.Time) time.Time {
+		for now := start; now.Before(start.Add(time.Minute)); now = now.Add(simStep) {
+			if now.Before(renewUntil) && now.Sub(t0)%testTiming.renewInterval == 0 {
+				observe(c, x.member(nil, nodesHash([]string{"n"}), 1, now), now)
+			}
+			for _, a := range c.plan(now) {
+				switch a.kind {
+				case actAcquire:
+					return now
+				case actJoin:
+					c.joined(aw.member(nil, "", 0, now), true, now, now)
+				}
+			}
+		}
+		t.Fatal("n never acquired")
+		return time.Time{}
+	}
+	newA := func() *core {
+		c := newCore("a", "a1", testTiming)
+		c.setNodes([]string{"n"}, t0)
+		observe(c, x.acquire("n", nil, t0), t0)
+		return c
+	}
+
+	c := newA() // x renews its membership for 30s, then dies
+	lastRenew := t0.Add(28 * time.Second)
+	if got := acquiresAt(c, t0, lastRenew.Add(time.Millisecond)); !got.Equal(lastRenew.Add(testTiming.leaseDuration)) {
+		t.Errorf("held lease taken %s after x's last membership renewal, want the lease duration", got.Sub(lastRenew))
+	}
+
+	c = newA() // x has no membership lease: the node lease's own age counts
+	if got := acquiresAt(c, t0, t0); !got.Equal(t0.Add(testTiming.leaseDuration)) {
+		t.Errorf("lease without membership taken %s after it was written", got.Sub(t0))
+	}
+
+	c = newA() // x, live, releases it once a settled: free at once
+	released := t0.Add(testTiming.renewInterval + time.Second)
+	for now := t0; now.Before(released); now = now.Add(simStep) {
+		if now.Sub(t0)%testTiming.renewInterval == 0 {
+			observe(c, x.member(nil, nodesHash([]string{"n"}), 1, now), now)
+		}
+		for _, a := range c.plan(now) {
+			switch a.kind {
+			case actAcquire:
+				t.Fatalf("a acquired x's live lease at %s", now.Sub(t0))
+			case actJoin:
+				c.joined(aw.member(nil, "", 0, now), true, now, now)
+			}
+		}
+	}
+	observe(c, x.release(x.acquire("n", nil, t0)), released)
+	if got := acquiresAt(c, released, released.Add(time.Minute)); !got.Equal(released) {
+		t.Errorf("released lease taken %s after its release", got.Sub(released))
 	}
 }

@@ -2,6 +2,7 @@ package ownership
 
 import (
 	"errors"
+	"maps"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -25,6 +26,7 @@ type fakeAPI struct {
 	mu      sync.Mutex
 	rv      int
 	leases  map[string]*coordinationv1.Lease
+	writes  map[string]int // successful creates, updates and deletes by Lease name
 	watches []*fakeWatch
 }
 
@@ -37,7 +39,9 @@ type apiClient struct {
 	emitted atomic.Int64 // objects its lists and watches delivered
 }
 
-func newFakeAPI() *fakeAPI { return &fakeAPI{leases: map[string]*coordinationv1.Lease{}} }
+func newFakeAPI() *fakeAPI {
+	return &fakeAPI{leases: map[string]*coordinationv1.Lease{}, writes: map[string]int{}}
+}
 
 func (a *fakeAPI) client() *apiClient {
 	c := &apiClient{Clientset: fake.NewSimpleClientset()}
@@ -119,6 +123,7 @@ func (a *fakeAPI) react(c *apiClient, act k8stesting.Action) (runtime.Object, er
 			return nil, apierrors.NewConflict(leasesResource, cur.Name, errors.New("precondition failed"))
 		}
 		delete(a.leases, cur.Name)
+		a.writes[cur.Name]++
 		a.broadcast(watch.Deleted, cur)
 		return nil, nil
 	}
@@ -130,6 +135,7 @@ func (a *fakeAPI) store(l *coordinationv1.Lease, ev watch.EventType) *coordinati
 	a.rv++
 	l.ResourceVersion = strconv.Itoa(a.rv)
 	a.leases[l.Name] = l
+	a.writes[l.Name]++
 	a.broadcast(ev, l)
 	return l.DeepCopy()
 }
@@ -144,6 +150,13 @@ func (a *fakeAPI) get(name string) *coordinationv1.Lease {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.leases[name].DeepCopy()
+}
+
+// writeCounts returns the successful writes so far by Lease name.
+func (a *fakeAPI) writeCounts() map[string]int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return maps.Clone(a.writes)
 }
 
 // fakeWatch buffers what it is sent; a full buffer is a test failure

@@ -25,23 +25,24 @@ const (
 	ReasonRemoved Reason = "removed"
 	// ReasonShutdown: the manager's ctx ended.
 	ReasonShutdown Reason = "shutdown"
-	// ReasonLost: the lease could not be renewed before the renew deadline,
-	// or another replica holds it. The fence ended before Stop is called.
+	// ReasonLost: the membership lease could not be renewed before the
+	// renew deadline, or another replica holds the node's lease. The fence
+	// ended before Stop is called.
 	ReasonLost Reason = "lost"
 )
 
 // Fence is one term of this replica's ownership of a node: from the
-// acquiring write until the node is stopped, or until the lease could not
-// be renewed in time. Every mutation for the node (agent calls, pod
+// acquiring write until the node is stopped, or until the membership lease
+// could not be renewed in time. Every mutation for the node (agent calls, pod
 // status, node status and node lease writes) must be gated on it: checked
 // with Valid (or Err) right before it is issued, and issued under
 // Context, so that what is in flight is cancelled when the fence ends.
 //
 // A fence ends once and for all (a later term has a new fence). It ends at
-// lastRenewSent + RenewDeadline on this process's monotonic clock, where
-// lastRenewSent is when the last successful acquiring or renewing write
-// was sent; Valid turns false at that instant even if the timer that
-// closes Done runs late.
+// lastSent + RenewDeadline on this process's monotonic clock, where
+// lastSent is when the node's acquiring write or the last successful
+// membership renewal, whichever is later, was sent; Valid turns false at
+// that instant even if the timer that closes Done runs late.
 //
 // Lock rule: mu guards timer, gen and err; it is never held while calling
 // the clock's timer methods (a fake clock runs timer functions under its
@@ -96,7 +97,7 @@ func (f *Fence) Err() error {
 		return err
 	}
 	if !f.Valid() {
-		return fmt.Errorf("%w: node %s: lease not renewed before its deadline", ErrFenced, f.node)
+		return fmt.Errorf("%w: node %s: membership lease not renewed before the deadline", ErrFenced, f.node)
 	}
 	return nil
 }
@@ -107,14 +108,21 @@ func (f *Fence) Done() <-chan struct{} { return f.done }
 // Context is cancelled when the fence ends (its cause is Err's error).
 func (f *Fence) Context() context.Context { return f.ctx }
 
-// extend moves the deadline after a successful renewal; it reports false if
-// the fence had already ended (then it stays ended: the renewal came too
-// late, and others may have judged the lease expired meanwhile).
+// extend moves the deadline to deadline after a successful membership
+// renewal, if that is later (a renewal sent before the acquiring write
+// does not shorten the term); it reports false if the fence had already
+// ended (then it stays ended: the renewal came too late, and others may
+// have judged the lease expired meanwhile).
 func (f *Fence) extend(deadline, now time.Time) bool {
 	f.mu.Lock()
-	if f.err != nil || !now.Before(*f.deadline.Load()) {
+	cur := *f.deadline.Load()
+	if f.err != nil || !now.Before(cur) {
 		f.mu.Unlock()
 		return false
+	}
+	if !deadline.After(cur) {
+		f.mu.Unlock()
+		return true
 	}
 	f.deadline.Store(&deadline)
 	f.mu.Unlock()
@@ -150,7 +158,7 @@ func (f *Fence) fire(gen uint64) {
 		f.mu.Unlock()
 		return
 	}
-	f.endLocked(fmt.Errorf("%w: node %s: lease not renewed before its deadline", ErrFenced, f.node))
+	f.endLocked(fmt.Errorf("%w: node %s: membership lease not renewed before the deadline", ErrFenced, f.node))
 	f.mu.Unlock()
 	f.expired(f)
 }

@@ -62,10 +62,11 @@ func validName(prefix, name string) error {
 	return nil
 }
 
-// lease is a Lease as this replica observed it. Its expiry is judged on the
-// local clock from observedAt, the local time at which its content last
-// changed (a new resourceVersion), never from the holder's timestamps: the
-// holder's clock may be off, the local one is what this replica acts on.
+// lease is a Lease as this replica observed it. Its expiry (core.expiry)
+// is judged on the local clock from observedAt, the local time at which its
+// content last changed (a new resourceVersion), never from the holder's
+// timestamps: the holder's clock may be off, the local one is what this
+// replica acts on.
 type lease struct {
 	obj         *coordinationv1.Lease // as observed; the base of the next write; never modified
 	kind        string                // kindReplica or kindNode
@@ -103,20 +104,6 @@ func parseLease(l *coordinationv1.Lease, observedAt time.Time) (*lease, bool) {
 		o.duration = time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second
 	}
 	return o, true
-}
-
-// expiry is when the lease ends unless renewed, on the local clock.
-func (l *lease) expiry() time.Time { return l.observedAt.Add(l.duration) }
-
-// held reports whether someone holds the lease at now.
-func (l *lease) held(now time.Time) bool { return l.holder != "" && now.Before(l.expiry()) }
-
-// freeSince is when the lease became free: released, or expired.
-func (l *lease) freeSince() time.Time {
-	if l.holder == "" {
-		return l.observedAt
-	}
-	return l.expiry()
 }
 
 // leaseWriter builds the Leases this replica writes. Writes start from the
@@ -159,15 +146,6 @@ func (w leaseWriter) acquire(node string, base *coordinationv1.Lease, now time.T
 	return l
 }
 
-// renew extends a lease this replica holds (base: its last write).
-func (w leaseWriter) renew(base *coordinationv1.Lease, now time.Time) *coordinationv1.Lease {
-	t := metav1.NewMicroTime(now)
-	l := base.DeepCopy()
-	l.Spec.RenewTime = &t
-	l.Spec.LeaseDurationSeconds = w.seconds()
-	return l
-}
-
 // release clears the holder, keeping the duration: others see a free lease
 // and may take it at once.
 func (w leaseWriter) release(base *coordinationv1.Lease) *coordinationv1.Lease {
@@ -195,6 +173,14 @@ func (w leaseWriter) member(base *coordinationv1.Lease, hash string, count int, 
 	l.Spec.HolderIdentity = &id
 	l.Spec.LeaseDurationSeconds = w.seconds()
 	l.Spec.RenewTime = &t
+	return l
+}
+
+// leave is the membership lease without holder: the others stop counting
+// this replica, while the node leases it still holds live on.
+func (w leaseWriter) leave(base *coordinationv1.Lease, hash string, count int, now time.Time) *coordinationv1.Lease {
+	l := w.member(base, hash, count, now)
+	l.Spec.HolderIdentity = nil
 	return l
 }
 

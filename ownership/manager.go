@@ -47,10 +47,10 @@ type Handler interface {
 // fence ends).
 type Config struct {
 	// Client writes and watches the Leases. Give the manager a client of
-	// its own (its own QPS and burst, sized for every node's renewals:
-	// nodes / RenewInterval writes a second): renewals queued behind pod
-	// status writes in a shared client-side rate limiter would end fences
-	// for nothing.
+	// its own (its own QPS and burst, sized for the acquisitions and
+	// releases of a rebalance or a shutdown, a write per node moved): a
+	// membership renewal queued behind pod status writes in a shared
+	// client-side rate limiter would end every fence for nothing.
 	Client    kubernetes.Interface
 	Namespace string // of the Leases: the bridge's (required)
 	// Identity names this replica: unique among the live replicas (a
@@ -64,23 +64,26 @@ type Config struct {
 	Clock    clock.WithDelayedExecution // nil: the real clock
 
 	// LeaseDuration is how long others wait, from when they observed a
-	// lease change, before they take the lease (default 12s).
+	// replica's membership lease change (or a node lease's, if later),
+	// before they take the nodes it holds (default 12s).
 	LeaseDuration time.Duration
-	// RenewDeadline is how long after the last successful renewal was
-	// sent the fence ends (default 8s). LeaseDuration - RenewDeadline is
-	// the margin for clock-rate skew and for a mutation issued just before
-	// the deadline to land (see the package doc).
+	// RenewDeadline is how long after the last successful membership
+	// renewal (or the node's acquisition, if later) was sent a node's
+	// fence ends (default 8s). LeaseDuration - RenewDeadline is the margin
+	// for clock-rate skew and for a mutation issued just before the
+	// deadline to land (see the package doc).
 	RenewDeadline time.Duration
-	// RenewInterval is how often a held lease is renewed (default 4s;
-	// up to RetryPeriod/4 early, so that renewals go in batches).
+	// RenewInterval is how often the membership lease is renewed (default
+	// 4s): one write per replica, whatever the number of nodes it holds
+	// (node leases are written only when their ownership changes).
 	RenewInterval time.Duration
 	// RetryPeriod is the wait before a failed write is tried again
 	// (default 2s).
 	RetryPeriod time.Duration
 	// CallTimeout bounds one API call (default RetryPeriod).
 	CallTimeout time.Duration
-	// Workers bounds the lease writes in flight (default 8). Renewals and
-	// releases go before acquisitions.
+	// Workers bounds the lease writes in flight (default 8). The
+	// membership renewal and releases go before acquisitions.
 	Workers int
 	// StopConcurrency bounds the Handler.Stop calls running at once
 	// (default 64: on shutdown every node stops).
@@ -144,7 +147,8 @@ func (c *Config) defaults() error {
 }
 
 // Manager runs this replica's side of ownership: its membership lease, the
-// node leases it holds, and the Handler calls. Create it with New, give it
+// node leases it holds (and their fences, extended by every membership
+// renewal), and the Handler calls. Create it with New, give it
 // the node set with SetNodes (any time, as often as it changes) and run it
 // with Run.
 type Manager struct {
@@ -380,7 +384,7 @@ func (m *Manager) drain(now time.Time) {
 		}
 		m.core.fenceExpired(f.Node())
 		m.metrics.handovers.WithLabelValues("lost").Inc()
-		m.log.WithField("node", f.Node()).Warn("ownership: lease not renewed before its deadline: node fenced")
+		m.log.WithField("node", f.Node()).Warn("ownership: membership lease not renewed before the deadline: node fenced")
 	}
 }
 
@@ -432,13 +436,13 @@ func (m *Manager) write(a action) {
 	switch a.kind {
 	case actAcquire:
 		r.written, r.err = m.put(ctx, a.base, m.w.acquire(a.node, a.base, sentAt))
-	case actRenew:
-		r.written, r.err = m.put(ctx, a.base, m.w.renew(a.base, sentAt))
 	case actRelease:
 		r.written, r.err = m.put(ctx, a.base, m.w.release(a.base))
 	case actJoin:
 		r.written, r.err = m.put(ctx, a.base, m.w.member(a.base, a.hash, a.count, sentAt))
-	case actRemove, actLeave, actCollect:
+	case actLeave:
+		r.written, r.err = m.put(ctx, a.base, m.w.leave(a.base, a.hash, a.count, sentAt))
+	case actRemove, actDepart, actCollect:
 		rv := a.base.ResourceVersion
 		r.err = m.leases.Delete(ctx, a.base.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{ResourceVersion: &rv}})
 		if apierrors.IsNotFound(r.err) {
@@ -493,15 +497,6 @@ func (m *Manager) result(r result, now time.Time) {
 		m.metrics.owned.Set(float64(len(m.fences)))
 		log.WithField("holder", prev).Info("ownership: node acquired: serving it")
 		m.cfg.Handler.Serve(f)
-	case actRenew:
-		m.core.renewed(a.node, r.written, ok, apierrors.IsConflict(r.err), r.sentAt, now)
-		if !ok {
-			log.WithError(r.err).Warn("ownership: node lease renewal failed: retrying")
-			return
-		}
-		if f := m.fences[a.node]; f != nil && !f.extend(r.sentAt.Add(m.cfg.RenewDeadline), now) {
-			m.core.fenceExpired(a.node) // renewed too late: its timer reports the loss
-		}
 	case actStop:
 		if f := m.fences[a.node]; f != nil {
 			f.revoke(a.reason)
@@ -522,15 +517,29 @@ func (m *Manager) result(r result, now time.Time) {
 			m.metrics.handovers.WithLabelValues("released").Inc()
 		}
 		log.WithField("reason", a.reason).Info("ownership: node released")
-	case actJoin:
-		m.core.joined(r.written, ok, r.sentAt, now)
-		if apierrors.IsConflict(r.err) {
+	case actJoin, actLeave:
+		if a.kind == actJoin {
+			m.core.joined(r.written, ok, r.sentAt, now)
+		} else {
+			m.core.left(r.written, ok, r.sentAt, now)
+		}
+		if ok {
+			// Every node lease lives as long as the membership lease, so
+			// its renewal extends every fence (never shortening one that
+			// a later acquisition started).
+			deadline := r.sentAt.Add(m.cfg.RenewDeadline)
+			for node, f := range m.fences {
+				if !f.extend(deadline, now) {
+					m.core.fenceExpired(node) // renewed too late: its timer reports the loss
+				}
+			}
+		} else if apierrors.IsConflict(r.err) {
 			log.WithError(r.err).Error("ownership: membership lease changed under this replica: is another process using its identity?")
 		} else if !ok {
-			log.WithError(r.err).Warn("ownership: membership lease not written: retrying")
+			log.WithError(r.err).Warn("ownership: membership lease not written: retrying (the fences end at the renew deadline)")
 		}
-	case actLeave:
-		m.core.left()
+	case actDepart:
+		m.core.departed()
 		if !ok {
 			log.WithError(r.err).Warn("ownership: membership lease not deleted: it expires on its own")
 		}

@@ -288,7 +288,7 @@ func TestManagersConvergeAndStay(t *testing.T) {
 			t.Fatalf("%s: vktitus_owned_nodes %v, serving %v", r.id, got, want)
 		}
 	}
-	// Every lease is this package's: held, renewed, annotated.
+	// Every lease is this package's: held, annotated.
 	l := h.api.get(NodeLeaseName(nodes[0]))
 	if l == nil || l.Spec.HolderIdentity == nil || l.Labels[LabelLease] != kindNode || l.Annotations[annotationNode] != nodes[0] {
 		t.Fatalf("node lease %v", l)
@@ -358,9 +358,11 @@ func TestManagerGracefulStopHandsOverAtOnce(t *testing.T) {
 	}
 }
 
-// A replica that can no longer write ends its fences before the other
-// acquires (testHandler.Serve checks it), stops its nodes as lost, and its
-// nodes are taken over.
+// A replica whose membership renewals fail ends every fence at its last
+// successful renewal's send time + RenewDeadline, and the other acquires
+// only a LeaseDuration after that renewal (testHandler.Serve checks that
+// no fence is valid then); it stops its nodes as lost, and they are taken
+// over.
 func TestManagerThatCannotRenewIsFencedFirst(t *testing.T) {
 	h := newHarness(t)
 	nodes := names("agent-", 4)
@@ -372,7 +374,24 @@ func TestManagerThatCannotRenewIsFencedFirst(t *testing.T) {
 		fences[i] = b.h.fence(n)
 	}
 	b.c.cut.Store(true)
-	h.until(time.Minute, "taken over by a", h.balanced(nodes, a.id))
+	// Quiet managers have no write in flight: this is b's last success.
+	last := h.api.get(ReplicaLeaseName(b.id)).Spec.RenewTime.Time
+	fencedAt := last.Add(8 * time.Second)
+	h.until(time.Minute, "taken over by a", func() bool {
+		now := h.clk.Now()
+		for _, f := range fences {
+			if f.Valid() != now.Before(fencedAt) {
+				t.Fatalf("at %s after b's last renewal, its fence for %s is valid: %v", now.Sub(last), f.Node(), f.Valid())
+			}
+		}
+		served := a.h.serving()
+		for _, n := range bNodes {
+			if slices.Contains(served, n) && now.Before(last.Add(12*time.Second)) {
+				t.Fatalf("a took %s %s after b's last renewal, before the lease duration", n, now.Sub(last))
+			}
+		}
+		return h.balanced(nodes, a.id)()
+	})
 	for _, f := range fences {
 		select {
 		case <-f.Done():
@@ -392,6 +411,67 @@ func TestManagerThatCannotRenewIsFencedFirst(t *testing.T) {
 	// Reachable again, b gets its share back.
 	b.c.cut.Store(false)
 	h.until(time.Minute, "rebalanced", h.balanced(nodes, a.id, b.id))
+}
+
+// An idle fleet writes only the membership leases, one per replica per
+// RenewInterval, however many nodes each holds.
+func TestManagerIdleWritesOnlyMembership(t *testing.T) {
+	h := newHarness(t)
+	nodes := names("agent-", 30)
+	a, b, c := h.start("a", nodes), h.start("b", nodes), h.start("c", nodes)
+	h.until(time.Minute, "balanced", h.balanced(nodes, a.id, b.id, c.id))
+	h.run(30 * time.Second) // past any settling
+	before := h.api.writeCounts()
+	h.run(time.Minute)
+	after := h.api.writeCounts()
+	for name, n := range after {
+		n -= before[name]
+		switch name {
+		case ReplicaLeaseName(a.id), ReplicaLeaseName(b.id), ReplicaLeaseName(c.id):
+			if n < 14 || n > 16 { // a minute / RenewInterval 4s, give or take one
+				t.Errorf("%s written %d times in a minute, want 15", name, n)
+			}
+		default:
+			if n != 0 {
+				t.Errorf("%s written %d times in an idle minute", name, n)
+			}
+		}
+	}
+	if n := conflicts(a, b, c); n != 0 {
+		t.Fatalf("%v write conflicts", n)
+	}
+}
+
+// A restarted replica (same identity, another process) adopts its
+// predecessor's node leases at once, while its membership lease keeps them
+// alive: nothing moves, and the other acquires nothing.
+func TestManagerRestartAdoptsAtOnce(t *testing.T) {
+	h := newHarness(t)
+	nodes := names("agent-", 6)
+	a, b := h.start("a", nodes), h.start("b", nodes)
+	h.until(time.Minute, "balanced", h.balanced(nodes, a.id, b.id))
+	bNodes := b.h.serving()
+	aServes := a.h.serves
+	b.c.cut.Store(true) // crashed: nothing more of it lands
+	b.cancel()
+	<-b.done
+	b2 := h.start("b", nodes) // settles: no fake time passes
+	if got := b2.h.serving(); !slices.Equal(got, bNodes) {
+		t.Fatalf("restarted b serves %v at once, want its predecessor's %v", got, bNodes)
+	}
+	h.run(time.Minute)
+	if got := b2.h.serving(); !slices.Equal(got, bNodes) || a.h.serves != aServes {
+		t.Fatalf("after a minute b serves %v (want %v), a acquired %d", got, bNodes, a.h.serves-aServes)
+	}
+	for _, n := range bNodes {
+		l := h.api.get(NodeLeaseName(n))
+		if l.Annotations[annotationIncarnation] != b2.m.w.incarnation {
+			t.Fatalf("%s's lease is still the predecessor's: %v", n, l.Annotations)
+		}
+	}
+	if n := conflicts(a, b2); n != 0 {
+		t.Fatalf("%v write conflicts", n)
+	}
 }
 
 // A joining replica gets its share; the others hand it over one node at a
@@ -426,7 +506,8 @@ func TestManagerJoinAndNodeSetChange(t *testing.T) {
 }
 
 // A node handed over is released only once the caller's Stop returned:
-// meanwhile its lease is renewed and nobody else takes it.
+// meanwhile its lease stays held (the membership lease is renewed) and
+// nobody else takes it.
 func TestManagerReleasesOnlyAfterStopReturns(t *testing.T) {
 	h := newHarness(t)
 	nodes := names("agent-", 2)
