@@ -28,15 +28,21 @@ type ReplicaStatus struct {
 	Identity string
 	Age      time.Duration // since its last renewal
 	Expired  bool
-	Nodes    int    // node leases it holds
-	Serves   string // node-set size it announced
+	Leaving  bool // shutting down: its lease has no holder
+
+	Nodes  int    // node leases it holds
+	Serves string // node-set size it announced
 }
 
-// NodeStatus is one node lease.
+// NodeStatus is one node lease. A node lease is written only when its
+// ownership changes: a held one lives as long as its holder's membership
+// lease, so Age is that lease's renewal age (the node lease's own if its
+// holder has none, or it is free).
 type NodeStatus struct {
 	Node        string
 	Holder      string // "" free
 	Age         time.Duration
+	Changed     time.Duration // since the node lease was last written
 	Expired     bool
 	Transitions int32
 	NodeOwner   string // the Node object's vk-titus.io/owner annotation; "-": no Node
@@ -60,6 +66,12 @@ func ReadStatus(ctx context.Context, client kubernetes.Interface, namespace stri
 	}
 	s := &Status{Namespace: namespace}
 	held := map[string]int{}
+	members := map[string]*coordinationv1.Lease{}
+	for i := range leases.Items {
+		if l, ok := parseLease(&leases.Items[i], now); ok && l.kind == kindReplica {
+			members[l.key] = &leases.Items[i]
+		}
+	}
 	for i := range leases.Items {
 		l, ok := parseLease(&leases.Items[i], now)
 		if !ok {
@@ -69,13 +81,18 @@ func ReadStatus(ctx context.Context, client kubernetes.Interface, namespace stri
 		switch l.kind {
 		case kindReplica:
 			s.Replicas = append(s.Replicas, ReplicaStatus{Identity: l.key, Age: age, Expired: expired,
-				Serves: leases.Items[i].Annotations[annotationNodesCount]})
+				Leaving: l.holder == "", Serves: leases.Items[i].Annotations[annotationNodesCount]})
 		case kindNode:
 			owner, found := owners[l.key]
 			if !found {
 				owner = "-"
 			}
-			ns := NodeStatus{Node: l.key, Holder: l.holder, Age: age, Expired: expired, NodeOwner: owner}
+			changed := age
+			if m := members[l.holder]; l.holder != "" && m != nil {
+				mAge, mExpired := remoteAge(m, now)
+				age, expired = mAge, mExpired && expired
+			}
+			ns := NodeStatus{Node: l.key, Holder: l.holder, Age: age, Changed: changed, Expired: expired, NodeOwner: owner}
 			if t := leases.Items[i].Spec.LeaseTransitions; t != nil {
 				ns.Transitions = *t
 			}
@@ -110,19 +127,25 @@ func remoteAge(l *coordinationv1.Lease, now time.Time) (time.Duration, bool) {
 }
 
 // WriteTable prints the replicas, then the node leases grouped by holder.
+// A held node's HOLDER RENEWED is its holder's membership lease age (node
+// leases are not renewed); CHANGED is the node lease's own age.
 func (s *Status) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "REPLICA\tLEASE AGE\tSTATE\tNODES\tSERVES\n")
 	for _, r := range s.Replicas {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", r.Identity, age(r.Age), state(r.Expired, "live"), r.Nodes, dash(r.Serves))
-	}
-	fmt.Fprintf(tw, "\nNODE\tHOLDER\tLEASE AGE\tSTATE\tTRANSITIONS\tNODE OWNER\n")
-	for _, n := range s.Nodes {
-		st := state(n.Expired, "held")
-		if n.Holder == "" {
-			st = "free"
+		st := state(r.Expired, "live")
+		if r.Leaving && !r.Expired {
+			st = "leaving"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", n.Node, dash(n.Holder), age(n.Age), st, n.Transitions, dash(n.NodeOwner))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", r.Identity, age(r.Age), st, r.Nodes, dash(r.Serves))
+	}
+	fmt.Fprintf(tw, "\nNODE\tHOLDER\tHOLDER RENEWED\tSTATE\tCHANGED\tTRANSITIONS\tNODE OWNER\n")
+	for _, n := range s.Nodes {
+		st, renewed := state(n.Expired, "held"), age(n.Age)
+		if n.Holder == "" {
+			st, renewed = "free", "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", n.Node, dash(n.Holder), renewed, st, age(n.Changed), n.Transitions, dash(n.NodeOwner))
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("writing fleet status: %w", err)

@@ -42,7 +42,11 @@ func TestReadStatus(t *testing.T) {
 	if err := s.WriteTable(&out); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"REPLICA", "vk-titus-9", "expired", "agent-1", "vk-titus-0", "3s", "free"} {
+	// agent-1's lease was written 3s ago, its holder's membership 2s ago.
+	if n := s.Nodes[1]; n.Age != 2*time.Second || n.Changed != 3*time.Second || n.Expired {
+		t.Fatalf("agent-1: %+v, want its holder's renewal age 2s, changed 3s ago", n)
+	}
+	for _, want := range []string{"REPLICA", "vk-titus-9", "expired", "agent-1", "vk-titus-0", "3s", "free", "HOLDER RENEWED"} {
 		if !strings.Contains(out.String(), want) {
 			t.Fatalf("table lacks %q:\n%s", want, out.String())
 		}

@@ -19,6 +19,9 @@ func newFleetStatusCommand() *cobra.Command {
 	status := &cobra.Command{
 		Use:   "status",
 		Short: "print the replicas, their nodes and lease ages",
+		Long: "Print the replicas (membership lease age, state, nodes held) and the node leases. A node lease is\n" +
+			"written only when its ownership changes and lives as long as its holder's membership lease, so a held\n" +
+			"node's HOLDER RENEWED column is its holder's membership lease age; CHANGED is the node lease's own age.",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// Two lists: the client's QPS matters little, but is never left
 			// at client-go's default.

@@ -146,14 +146,14 @@ func newRunCommand() *cobra.Command {
 	f.StringVar(&o.mesosCredentials, "mesos-credentials", os.Getenv("MESOS_CREDENTIALS"), `file of the principal presented to the legacy agents and masters (HTTP Basic): {"principal": ..., "secret": ...}`)
 	f.StringVar(&o.identity, "identity", defaultIdentity(), "this replica's name among those sharing the agents (a DNS label; env POD_NAME)")
 	f.StringVar(&o.namespace, "namespace", envOr("POD_NAMESPACE", "vk-titus-system"), "namespace of the ownership leases (the bridge's own)")
-	f.Float32Var(&o.leaseAPIQPS, "lease-api-qps", 100, "QPS of the ownership leases' own client (every held node is renewed every 4 s)")
+	f.Float32Var(&o.leaseAPIQPS, "lease-api-qps", 100, "QPS of the ownership leases' own client (the membership lease is renewed every 4 s; a node lease is written when its ownership changes)")
 	f.IntVar(&o.leaseAPIBurst, "lease-api-burst", 200, "burst of the ownership leases' own client")
 	// Each held node's lease is written every renew interval: a process
 	// serving many nodes trades takeover time (the lease duration) for
 	// API writes here.
-	f.DurationVar(&o.leaseDuration, "ownership-lease-duration", 0, "how long a silent replica's node leases are waited for before others take its nodes (whole seconds; 0: 12s)")
-	f.DurationVar(&o.renewDeadline, "ownership-renew-deadline", 0, "how long after its last renewal a replica stops acting for a node, shorter than the lease duration by the clock-skew margin (0: 8s)")
-	f.DurationVar(&o.renewInterval, "ownership-renew-interval", 0, "how often each held node lease is renewed: one write per node per interval (0: 4s)")
+	f.DurationVar(&o.leaseDuration, "ownership-lease-duration", 0, "how long a silent replica's membership lease is waited for before others take its nodes (whole seconds; 0: 12s)")
+	f.DurationVar(&o.renewDeadline, "ownership-renew-deadline", 0, "how long after its last membership renewal a replica stops acting for its nodes, shorter than the lease duration by the clock-skew margin (0: 8s)")
+	f.DurationVar(&o.renewInterval, "ownership-renew-interval", 0, "how often the membership lease is renewed: one write per replica per interval, whatever its node count (0: 4s)")
 	f.IntVar(&o.maxWaits, "max-waits", 0, "WAIT_CONTAINER long polls per agent at most, beyond which containers are followed by a GET_CONTAINERS sweep every second (overrides the provider config's maxWaits; 0: the config's, default 4096)")
 	f.StringVar(&o.mesosRole, "mesos-role", envOr("MESOS_ROLE", "vk-titus"), "Mesos role the pods' room is dynamically reserved for on each agent a master lists (RESERVE_RESOURCES; principal: the --mesos-credentials one); \"\" reserves nothing")
 	f.StringVar(&o.reservationQuantum, "reservation-quantum", "cpus:1;mem:1024", "block reservations grow and shrink by, per resource (cpus, mem and disk in MB, gpus); a resource not named is reserved exactly")
