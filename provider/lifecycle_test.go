@@ -229,7 +229,10 @@ func TestNativeSidecar(t *testing.T) {
 	wait(t, p, "sidecar", "running its app beside the sidecar", func(pod *corev1.Pod) bool {
 		return running("main")(pod) && running("proxy")(pod)
 	})
-	wait(t, p, "sidecar", "Succeeded", phase(corev1.PodSucceeded))
+	got := wait(t, p, "sidecar", "Succeeded", phase(corev1.PodSucceeded))
+	if st := got.Status.InitContainerStatuses; len(st) != 1 || st[0].State.Terminated == nil {
+		t.Fatalf("Succeeded while the sidecar is not terminated: %+v", st)
+	}
 	id := translate.ContainerID(pod.UID, "proxy")
 	deadline := time.Now().Add(20 * time.Second)
 	for w.live()[id] && time.Now().Before(deadline) {

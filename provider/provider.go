@@ -343,6 +343,13 @@ func (p *Provider) NotifyPods(ctx context.Context, cb func(*corev1.Pod)) {
 // publish hands the pod's status to the pod controller if anything a client
 // could see changed. rec.mu is held; the callback runs after it is released.
 func (p *Provider) publishLocked(rec *podRecord) *corev1.Pod {
+	// A pod waiting for its room shows nothing new until it has it or is
+	// refused (the kubelet writes no status before admission): a write
+	// for the wait would be followed at once by the launch's, on a
+	// resourceVersion the pod controller's cache may not have yet.
+	if rec.state == statemachine.PodReserving && rec.reason == "" {
+		return nil
+	}
 	if !rec.refreshStatus(p.hostIP) {
 		return nil
 	}

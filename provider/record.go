@@ -258,11 +258,13 @@ func (r *podRecord) computeStatus(hostIP string) corev1.PodStatus {
 	}
 	initDone, initFailed := true, false
 	allDone, allOK, anyRunning, ready := true, true, false, true
+	sidecarLive := false
 	for _, c := range r.ctrs {
 		cs := r.containerStatus(c)
 		info := statemachine.InfoOf(c.shown)
 		if c.role != statemachine.RoleApp {
 			st.InitContainerStatuses = append(st.InitContainerStatuses, cs)
+			sidecarLive = sidecarLive || c.role == statemachine.RoleSidecar && info.Phase == corev1.PodRunning
 			if !statemachine.StepDone(statemachine.Facts{Role: c.role, State: c.shown}) {
 				initDone = false
 				initFailed = initFailed || (c.role == statemachine.RoleInit && info.Terminal)
@@ -276,6 +278,11 @@ func (r *podRecord) computeStatus(hostIP string) corev1.PodStatus {
 		ready = ready && cs.Ready
 	}
 	switch {
+	case sidecarLive && (initFailed || allDone):
+		// As the kubelet: a pod is marked terminal only once every
+		// container has stopped, the sidecars being stopped included (a
+		// Job controller counts a Succeeded pod as done).
+		st.Phase = corev1.PodRunning
 	case initFailed:
 		st.Phase = corev1.PodFailed
 	case !initDone:

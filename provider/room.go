@@ -67,11 +67,11 @@ func (p *Provider) roomActionLocked(rec *podRecord, a sm.PodAction) {
 	r := p.reserver
 	switch a {
 	case sm.DoReserve:
-		if r == nil {
+		// Room already reserved (or no reservations) is had in this very
+		// step: the pod shows no status of its own for the wait.
+		if r == nil || r.Claim(rec.uid, podRoom(rec.pod)) {
 			rec.inbox = append(rec.inbox, item{pod: sm.PodRoom})
-			return
 		}
-		r.Claim(rec.uid, podRoom(rec.pod))
 	case sm.DoHoldRoom:
 		if r != nil {
 			r.Hold(rec.uid, podRoom(rec.pod))

@@ -153,9 +153,11 @@ func (s *sweeper) pass(ctx context.Context) error {
 		}
 		s.gone(recs, present)
 		if p.reserver != nil {
+			// Room is given back only once no pod that may still launch
+			// waits to be admitted; a pod being deleted never launches.
 			unadmitted := 0
-			for uid := range pending {
-				if p.recordOf(uid) == nil {
+			for _, pod := range pods {
+				if pending[pod.UID] && pod.DeletionTimestamp == nil && p.recordOf(pod.UID) == nil {
 					unadmitted++
 				}
 			}
