@@ -12,7 +12,6 @@ package memlimit
 
 import (
 	"fmt"
-	"math"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -69,7 +68,7 @@ func parse(s string) (limit int64, ok bool, err error) {
 	if err != nil {
 		return 0, false, fmt.Errorf("unreadable limit %q", s)
 	}
-	if v >= v1Unlimited || v > math.MaxInt64 {
+	if v >= v1Unlimited {
 		return 0, false, nil
 	}
 	return int64(v), true, nil
